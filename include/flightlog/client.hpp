@@ -1,0 +1,152 @@
+// flightlog/client.hpp: the Client, its hot-path calls, status and maintenance.
+//
+// Threads: every member function may be called from any thread at any time, except the
+// destructor, which must not race with calls on the same Client.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "flightlog/error.hpp"
+#include "flightlog/options.hpp"
+#include "flightlog/value.hpp"
+
+namespace flightlog {
+
+// What happened to one logged record. The logging calls never throw.
+enum class LogResult : std::uint8_t {
+  Ok = 0,     // accepted into memory; committed to the journal shortly (see flush())
+  QueueFull,  // dropped: the priority's queue was full and its policy is Drop
+  TooLarge,   // rejected: larger than Options::max_record_bytes
+  Invalid,    // rejected: value count does not match the schema, a name over 255 bytes,
+              // a schema of another client, or more threads than max_producer_threads
+  Closed,     // rejected: the client is shutting down
+};
+
+// "ok", "queue_full", "too_large", "invalid", "closed".
+std::string_view to_string(LogResult r) noexcept;
+
+// Field names registered once with Client::schema(), so that the hot loop passes only
+// values. Cheap to copy; valid for the life of the client that made it.
+class Schema {
+ public:
+  Schema() = default;
+  std::size_t input_count() const noexcept { return n_inputs_; }
+  std::size_t output_count() const noexcept { return n_outputs_; }
+
+ private:
+  friend class Client;
+  std::uint64_t client_id_ = 0;
+  std::uint32_t id_ = 0;
+  std::uint16_t n_inputs_ = 0;
+  std::uint16_t n_outputs_ = 0;
+};
+
+// Records that left (or never entered) the pipeline without being uploaded, by reason.
+// Counted since this Client started, except where noted as persistent.
+struct DropCounts {
+  std::array<std::uint64_t, kPriorityCount> queue_full{};  // in-memory queue full (Drop)
+  std::uint64_t too_large = 0;                              // over max_record_bytes
+  std::uint64_t invalid = 0;                                // see LogResult::Invalid
+  std::uint64_t closed = 0;                                 // logged during shutdown
+  std::uint64_t journal_full = 0;  // batch did not fit even at journal_max_bytes
+  std::uint64_t journal_error = 0; // batch lost to an I/O error of the journal
+  // Persistent (kept in the journal across restarts):
+  std::array<std::uint64_t, kPriorityCount> evicted{};  // over offline_max_queue_size
+  std::uint64_t cleaned_up = 0;                          // removed by cleanup_offline_queue
+};
+
+struct OfflineStatus {
+  // Records waiting to be synced: committed in the journal plus still in memory.
+  std::size_t queue_size = 0;
+  std::array<std::size_t, kPriorityCount> queue_size_by_priority{};  // journal only
+  std::size_t in_memory = 0;       // accepted, not yet committed (approximate)
+  std::size_t failed_count = 0;    // records in the journal's failed set
+  std::optional<std::chrono::system_clock::time_point> last_sync_time;  // last upload
+  std::uint64_t synced_total = 0;  // uploaded since start
+  std::uint64_t committed_total = 0;  // committed since start
+  std::uint64_t next_seq = 0;         // sequence the next committed record gets
+  std::string journal_id;             // instance id, the prefix of every record id
+  std::size_t journal_map_bytes = 0;  // current map size
+  std::size_t journal_used_bytes = 0; // pages in use (data + free list)
+  DropCounts dropped;
+};
+
+struct SyncResult {
+  std::size_t synced = 0;  // accepted by the endpoint in this pass
+  std::size_t failed = 0;  // moved to the failed set in this pass
+};
+
+class Client {
+ public:
+  // Opens (or creates) the journal and starts the writer thread. Throws flightlog::Error
+  // naming the bad option, an unusable or foreign journal directory, a journal of an
+  // unknown format version, or a directory already owned by another Client.
+  explicit Client(Options options);
+
+  // Commits everything logged before it, then stops the writer. Records logged
+  // concurrently with the destructor may be refused with LogResult::Closed.
+  ~Client();
+
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // --- Hot path (noexcept, lock-free, allocation-free in the steady state) ---------
+  // A thread's first call allocates its producer; later calls only copy values into a
+  // preallocated queue slot. A record is *acknowledged* once committed: flush().
+
+  // Named form: names and values are copied per call.
+  LogResult log_prediction(std::initializer_list<Field> inputs, std::initializer_list<Field> output,
+                           Priority priority = Priority::Normal) noexcept;
+
+  // Schema form: values only, in the schema's order.
+  LogResult log_prediction(const Schema& schema, std::initializer_list<Value> inputs,
+                           std::initializer_list<Value> output,
+                           Priority priority = Priority::Normal) noexcept;
+
+  // A generic event: a name (at most 255 bytes) and fields. Dumped with "type":"event".
+  LogResult log_event(std::string_view name, std::initializer_list<Field> fields,
+                      Priority priority = Priority::Normal) noexcept;
+
+  // Registers names once, outside the hot loop. Throws flightlog::Error for a name over
+  // 255 bytes, more than 255 names per side, or more than 65535 schemas per client.
+  Schema schema(std::initializer_list<std::string_view> inputs,
+                std::initializer_list<std::string_view> outputs);
+
+  // --- Durability --------------------------------------------------------------------
+
+  // Returns once everything logged (by any thread) before the call is committed to
+  // the journal under Options::durability, or dropped and counted (journal full).
+  void flush();
+  // As flush(), giving up after `timeout`; returns whether everything was committed.
+  bool flush_for(std::chrono::milliseconds timeout);
+
+  // --- Status and maintenance ----------------------------------------------------------
+
+  OfflineStatus get_offline_status() const;
+
+  // Uploads the journal now. Returns zeros while no endpoint is set.
+  SyncResult sync_offline_queue();
+
+  // Deletes queued and failed records whose timestamp is older than now - older_than,
+  // and returns how many. Throws flightlog::Error for a negative age.
+  template <typename Rep, typename Period>
+  std::size_t cleanup_offline_queue(std::chrono::duration<Rep, Period> older_than) {
+    return cleanup_older_than(std::chrono::duration_cast<std::chrono::duration<double>>(older_than));
+  }
+
+  class Impl;  // internal; declared here so the implementation can name it
+
+ private:
+  std::size_t cleanup_older_than(std::chrono::duration<double> older_than);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace flightlog

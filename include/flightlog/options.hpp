@@ -1,0 +1,126 @@
+// flightlog/options.hpp: every knob of a Client, with its default and its trade-off.
+//
+// The Client constructor validates all of them and throws flightlog::Error naming the
+// first bad one, so a typo fails at start-up rather than on the hot path.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "flightlog/value.hpp"
+
+namespace flightlog {
+
+// What a committed record survives. See the README's durability table for figures.
+enum class Durability : std::uint8_t {
+  // Every batch commit is flushed to the device (LMDB's default: data fdatasync, then
+  // the meta page with O_DSYNC). Survives kill -9 and power loss once committed.
+  // Cost: two device flushes per batch; batches grow while a flush is in progress, so
+  // throughput stays high, but each commit waits for the device.
+  Full,
+  // Data pages are flushed per commit, the meta page is not (MDB_NOMETASYNC). Survives
+  // kill -9; a power loss may undo the last committed batch but never corrupts the
+  // journal. One device flush per batch.
+  NoMetaSync,
+  // No flush per commit (MDB_NOSYNC); the writer flushes every `periodic_sync_interval`
+  // and on flush(). Survives kill -9; a power loss may lose (LMDB says: or damage) what
+  // was committed since the last periodic flush.
+  Periodic,
+  // No flush at all (MDB_NOSYNC); the OS writes pages back when it likes. Survives
+  // kill -9 only. For journals you can afford to lose with the machine.
+  None,
+};
+
+// What log_prediction() does when the in-memory queue of a priority is full (the
+// writer cannot keep up, or the journal is stalled).
+enum class FullPolicy : std::uint8_t {
+  // Return LogResult::QueueFull at once and count the drop. The hot path never waits.
+  Drop,
+  // Spin, then yield, until the writer frees a slot (or the client closes). Nothing
+  // is dropped, but the caller's thread stalls for as long as the writer does.
+  Block,
+};
+
+struct Options {
+  // --- The SDK's options -----------------------------------------------------------
+
+  // Credential for the uploader. Held in memory only: never written to the journal,
+  // the status, error messages or dumps.
+  std::string api_key;
+
+  // Upload URL (https://...). Empty = journal only, nothing is uploaded.
+  std::string endpoint;
+
+  // true: records are committed to the crash-durable journal in `offline_dir`.
+  // false (memory only) arrives with the uploader; the constructor refuses it until then.
+  bool enable_offline = true;
+
+  // Directory of the journal. Created with mode 0700 if missing; one Client (in any
+  // process) owns it at a time. Must not be group- or world-writable.
+  std::filesystem::path offline_dir = "./flightlog_offline";
+
+  // Upload the journal in the background every `offline_sync_interval` (needs an
+  // endpoint). Off: only sync_offline_queue() uploads.
+  bool offline_auto_sync = true;
+  std::chrono::seconds offline_sync_interval{60};
+
+  // Most records the journal keeps queued (not counting failed ones). Beyond it the
+  // oldest records of the lowest priority are evicted, and each eviction is counted.
+  // Default 1,000,000 (about 100-200 MB of journal for prediction-sized records).
+  // 0 = unlimited (bounded only by `journal_max_bytes`).
+  std::size_t offline_max_queue_size = 1'000'000;
+
+  // --- Hot path --------------------------------------------------------------------
+
+  // Most threads that may log into this client at the same time. Each gets a
+  // guaranteed share of every priority's queue: 4096 slots of 64 bytes (a W1
+  // prediction in the schema form takes one slot; named fields and strings take more).
+  // All of it is preallocated and touched at construction: about 1 MiB per thread
+  // (8 MiB by default). A thread beyond the limit gets LogResult::Invalid; a thread that
+  // exits frees its share for the next.
+  std::size_t max_producer_threads = 8;
+
+  // Per priority (indexed by Priority): what a call does when its queue is full.
+  // Default: CRITICAL blocks, the others drop and count.
+  std::array<FullPolicy, kPriorityCount> full_policy{FullPolicy::Block, FullPolicy::Drop,
+                                                     FullPolicy::Drop, FullPolicy::Drop};
+
+  // Largest record a call may log, in bytes of its in-memory form (names, values and
+  // strings, plus a few bytes each). Larger records are rejected with
+  // LogResult::TooLarge and counted. Keep records small: journal records above ~2 KB
+  // go to LMDB overflow pages. Default 16 KiB, at most 64 KiB (a quarter of a thread's
+  // share of a queue).
+  std::size_t max_record_bytes = 16 * 1024;
+
+  // --- Writer and journal ----------------------------------------------------------
+
+  // See Durability. Default Full: measured on a 2-core VM, batching hides the flush
+  // cost well enough that the default can survive power loss (bench/results).
+  Durability durability = Durability::Full;
+
+  // A batch (one LMDB write transaction) closes at this many records or this age,
+  // whichever comes first. Larger batches amortise commits; the age bounds how long a
+  // record stays uncommitted under a continuous stream.
+  std::size_t batch_max_records = 8192;
+  std::chrono::microseconds batch_max_delay{5000};
+
+  // How long the writer sleeps when every queue is empty. The hot path never wakes it
+  // (that would be a system call), so this bounds the commit latency of a lone record.
+  // Shorter = fresher commits, more idle wake-ups.
+  std::chrono::microseconds writer_poll_interval{1000};
+
+  // Durability::Periodic only: how often the writer flushes the journal to the device.
+  std::chrono::milliseconds periodic_sync_interval{100};
+
+  // The journal's memory map starts at `journal_initial_bytes` and doubles whenever it
+  // fills, up to `journal_max_bytes`. At the limit, a batch that does not fit is
+  // dropped and counted (reason: journal full). The file never shrinks.
+  std::size_t journal_initial_bytes = std::size_t{64} << 20;  // 64 MiB
+  std::size_t journal_max_bytes = std::size_t{4} << 30;       // 4 GiB
+};
+
+}  // namespace flightlog

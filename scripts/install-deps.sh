@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs every build, test and benchmark dependency of flightlog from Debian 12
+# packages. This script is the only way anything gets installed: CI and the README's
+# set-up commands call it. Safe to run again (apt-get skips what is present).
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libconcurrentqueue-dev      # hot-path lock-free queues
+  liblmdb-dev lmdb-utils      # the journal (+ mdb_stat/mdb_dump for inspection)
+  libboost1.81-dev libssl-dev # uploader transport (Beast/Asio + OpenSSL)
+  zlib1g-dev                  # gzip of request bodies
+  libcli11-dev                # command lines of the tools
+  libgtest-dev libgmock-dev   # tests
+  libsimdjson-dev             # tests check every JSON line with a real parser
+  libbenchmark-dev            # micro-benchmarks
+  libspdlog-dev libsqlite3-dev  # benchmark peers only
+  clang-format
+)
+
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+export DEBIAN_FRONTEND=noninteractive
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,364 @@
+// Client: wires the hot path, the writer and the journal together, and holds the hot
+// path itself (log_* below), the code every caller's loop runs.
+#include "flightlog/client.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+#include "core/counters.hpp"
+#include "core/options_check.hpp"
+#include "hot_path/clock.hpp"
+#include "hot_path/producers.hpp"
+#include "hot_path/queue.hpp"
+#include "hot_path/schema_table.hpp"
+#include "hot_path/slot.hpp"
+#include "journal/journal.hpp"
+#include "writer/writer.hpp"
+
+namespace flightlog {
+
+using namespace detail;
+
+namespace {
+
+std::atomic<std::uint64_t> g_next_client_id{1};
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#endif
+}
+
+// Bytes a value takes in a slot (the journal uses the same encoding).
+inline std::size_t encoded_size(const Value& v) noexcept {
+  switch (v.type()) {
+    case Value::Type::Double:
+    case Value::Type::Int: return 8;
+    case Value::Type::Bool: return 1;
+    case Value::Type::String: return 4 + v.as_string().size();
+  }
+  return 0;
+}
+
+inline std::byte* put_value(std::byte* dst, const Value& v) noexcept {
+  switch (v.type()) {
+    case Value::Type::Double: {
+      const double d = v.as_double();
+      std::memcpy(dst, &d, 8);
+      return dst + 8;
+    }
+    case Value::Type::Int: {
+      const std::int64_t i = v.as_int();
+      std::memcpy(dst, &i, 8);
+      return dst + 8;
+    }
+    case Value::Type::Bool:
+      *dst = std::byte{v.as_bool() ? std::uint8_t{1} : std::uint8_t{0}};
+      return dst + 1;
+    case Value::Type::String: {
+      const auto s = v.as_string();
+      const auto len = static_cast<std::uint32_t>(s.size());
+      std::memcpy(dst, &len, 4);
+      std::memcpy(dst + 4, s.data(), s.size());
+      return dst + 4 + s.size();
+    }
+  }
+  return dst;
+}
+
+inline std::byte* put_field(std::byte* dst, const Field& f) noexcept {
+  dst[0] = static_cast<std::byte>(f.value.type());
+  dst[1] = static_cast<std::byte>(f.name.size());
+  std::memcpy(dst + 2, f.name.data(), f.name.size());
+  return put_value(dst + 2 + f.name.size(), f.value);
+}
+
+// Size of a named field in a slot, or SIZE_MAX for a name over 255 bytes.
+inline std::size_t field_size(const Field& f) noexcept {
+  if (f.name.size() > 255) return SIZE_MAX / 4;
+  return 2 + f.name.size() + encoded_size(f.value);
+}
+
+// Preallocates a full share (kProducerSlots) for every allowed producer thread.
+SlotQueue make_queue(const Options& o) { return SlotQueue(kProducerSlots, o.max_producer_threads, 0); }
+
+}  // namespace
+
+class Client::Impl {
+ public:
+  explicit Impl(Options o)
+      : options_(std::move(o)),
+        id_(g_next_client_id.fetch_add(1)),
+        max_record_slots_(slots_for(options_.max_record_bytes)),
+        queues_{make_queue(options_), make_queue(options_), make_queue(options_),
+                make_queue(options_)},
+        producers_(queues_, options_.max_producer_threads, max_record_slots_) {
+    init_hot_clock();
+    JournalConfig jc;
+    jc.dir = options_.offline_dir;
+    jc.durability = options_.durability;
+    jc.initial_map_bytes = options_.journal_initial_bytes;
+    jc.max_map_bytes = options_.journal_max_bytes;
+    journal_ = Journal::open_for_writing(jc);
+    WriterConfig wc;
+    wc.batch_max_records = options_.batch_max_records;
+    wc.batch_max_delay = options_.batch_max_delay;
+    wc.poll_interval = options_.writer_poll_interval;
+    wc.durability = options_.durability;
+    wc.periodic_sync_interval = options_.periodic_sync_interval;
+    wc.max_queued = options_.offline_max_queue_size;
+    wc.max_record_slots = max_record_slots_;
+    writer_ = std::make_unique<Writer>(wc, *journal_, queues_, producers_, schemas_, writer_counters_);
+  }
+
+  ~Impl() {
+    closed_.store(true, std::memory_order_release);
+    writer_->stop();  // drains and commits everything enqueued before
+  }
+
+  std::uint64_t id() const noexcept { return id_; }
+
+  // ---- Hot path ---------------------------------------------------------------------
+
+  LogResult log_values(std::uint64_t schema_owner, std::uint32_t schema_id, std::size_t want_in,
+                       std::size_t want_out, std::initializer_list<Value> in,
+                       std::initializer_list<Value> out, Priority p) noexcept {
+    const std::uint64_t now = hot_timestamp();
+    if (closed_.load(std::memory_order_relaxed)) return reject(hot_.closed, LogResult::Closed);
+    if (schema_owner != id_ || in.size() != want_in || out.size() != want_out) {
+      return reject(hot_.invalid, LogResult::Invalid);
+    }
+    const std::size_t n = in.size() + out.size();
+    std::size_t bytes = kSlotHeaderBytes + n;
+    for (const Value& v : in) bytes += encoded_size(v);
+    for (const Value& v : out) bytes += encoded_size(v);
+    if (bytes > options_.max_record_bytes) return reject(hot_.too_large, LogResult::TooLarge);
+    Producer* pr = producers_.local();
+    if (pr == nullptr) return reject(hot_.invalid, LogResult::Invalid);
+
+    const SlotHeader h{now, schema_id, static_cast<std::uint16_t>(slots_for(bytes)),
+                       RecordKind::Prediction, static_cast<std::uint8_t>(in.size()),
+                       static_cast<std::uint8_t>(out.size()), 0};
+    auto fill = [&](std::byte* dst) noexcept {
+      write_slot_header(dst, h);
+      std::byte* tags = dst + kSlotHeaderBytes;
+      std::byte* cur = tags + n;
+      for (const Value& v : in) {
+        *tags++ = static_cast<std::byte>(v.type());
+        cur = put_value(cur, v);
+      }
+      for (const Value& v : out) {
+        *tags++ = static_cast<std::byte>(v.type());
+        cur = put_value(cur, v);
+      }
+    };
+    if (bytes <= kSlotBytes) {  // the common case: one slot, built on the stack
+      Slot slot;
+      fill(slot.bytes);
+      return push(pr, p, &slot, 1);
+    }
+    fill(pr->staging[0].bytes);
+    return push(pr, p, pr->staging.get(), h.n_slots);
+  }
+
+  LogResult log_fields(RecordKind kind, std::string_view name, const Field* in, std::size_t n_in,
+                       const Field* out, std::size_t n_out, Priority p) noexcept {
+    const std::uint64_t now = hot_timestamp();
+    if (closed_.load(std::memory_order_relaxed)) return reject(hot_.closed, LogResult::Closed);
+    if (n_in > 255 || n_out > 255 || name.size() > 255) return reject(hot_.invalid, LogResult::Invalid);
+    std::size_t bytes = kSlotHeaderBytes + name.size();
+    for (std::size_t i = 0; i < n_in; ++i) bytes += field_size(in[i]);
+    for (std::size_t i = 0; i < n_out; ++i) bytes += field_size(out[i]);
+    if (bytes >= SIZE_MAX / 8) return reject(hot_.invalid, LogResult::Invalid);  // name > 255
+    if (bytes > options_.max_record_bytes) return reject(hot_.too_large, LogResult::TooLarge);
+    Producer* pr = producers_.local();
+    if (pr == nullptr) return reject(hot_.invalid, LogResult::Invalid);
+
+    const SlotHeader h{now, 0, static_cast<std::uint16_t>(slots_for(bytes)), kind,
+                       static_cast<std::uint8_t>(n_in), static_cast<std::uint8_t>(n_out),
+                       static_cast<std::uint8_t>(name.size())};
+    auto fill = [&](std::byte* dst) noexcept {
+      write_slot_header(dst, h);
+      std::byte* cur = dst + kSlotHeaderBytes;
+      std::memcpy(cur, name.data(), name.size());
+      cur += name.size();
+      for (std::size_t i = 0; i < n_in; ++i) cur = put_field(cur, in[i]);
+      for (std::size_t i = 0; i < n_out; ++i) cur = put_field(cur, out[i]);
+    };
+    if (bytes <= kSlotBytes) {
+      Slot slot;
+      fill(slot.bytes);
+      return push(pr, p, &slot, 1);
+    }
+    fill(pr->staging[0].bytes);
+    return push(pr, p, pr->staging.get(), h.n_slots);
+  }
+
+  // ---- The rest -----------------------------------------------------------------------
+
+  // Returns the new schema's id.
+  std::uint32_t add_schema(std::initializer_list<std::string_view> inputs,
+                           std::initializer_list<std::string_view> outputs) {
+    if (inputs.size() > 255 || outputs.size() > 255) {
+      throw Error("schema: at most 255 input and 255 output names");
+    }
+    SchemaDef def;
+    for (auto name : inputs) def.inputs.emplace_back(name);
+    for (auto name : outputs) def.outputs.emplace_back(name);
+    for (const auto* side : {&def.inputs, &def.outputs}) {
+      for (const auto& name : *side) {
+        if (name.size() > 255) {
+          throw Error("schema: field name of " + std::to_string(name.size()) +
+                      " bytes is over the 255-byte limit");
+        }
+      }
+    }
+    const std::uint32_t id = schemas_.add(std::move(def));
+    if (id == 0) throw Error("schema: this client already has 65535 schemas");
+    return id;
+  }
+
+  bool flush(std::optional<std::chrono::steady_clock::time_point> deadline) {
+    return writer_->flush(deadline);
+  }
+
+  OfflineStatus status() const {
+    OfflineStatus s;
+    const JournalCounts c = journal_->counts();
+    for (std::size_t p = 0; p < 4; ++p) {
+      s.queue_size_by_priority[p] = c.entries[p];
+      s.queue_size += c.entries[p];
+      s.in_memory += queues_[p].size_approx();  // slots; most records take one
+      s.dropped.queue_full[p] = hot_.queue_full[p].load(std::memory_order_relaxed);
+    }
+    s.queue_size += s.in_memory;
+    s.failed_count = c.entries[static_cast<std::size_t>(RecordSet::Failed)];
+    s.committed_total = writer_counters_.committed.load(std::memory_order_relaxed);
+    s.next_seq = c.next_seq;
+    s.journal_id = journal_->journal_id();
+    s.journal_map_bytes = c.map_bytes;
+    s.journal_used_bytes = c.used_bytes;
+    s.dropped.too_large = hot_.too_large.load(std::memory_order_relaxed);
+    s.dropped.invalid = hot_.invalid.load(std::memory_order_relaxed) +
+                        writer_counters_.malformed.load(std::memory_order_relaxed);
+    s.dropped.closed = hot_.closed.load(std::memory_order_relaxed);
+    s.dropped.journal_full = writer_counters_.journal_full.load(std::memory_order_relaxed);
+    s.dropped.journal_error = writer_counters_.journal_error.load(std::memory_order_relaxed);
+    s.dropped.evicted = c.evicted;
+    s.dropped.cleaned_up = c.cleaned_up;
+    return s;
+  }
+
+  std::size_t cleanup(std::chrono::duration<double> older_than) {
+    if (!(older_than.count() >= 0)) {
+      throw Error("cleanup_offline_queue: the age must not be negative (or NaN)");
+    }
+    const double now_ns = static_cast<double>(realtime_ns());
+    const double cutoff = now_ns - older_than.count() * 1e9;
+    const std::int64_t cutoff_ns =
+        cutoff <= -9.2e18 ? INT64_MIN : static_cast<std::int64_t>(cutoff);
+    writer_->flush(std::nullopt);  // records still in memory are judged too
+    return writer_->call([this, cutoff_ns] { return journal_->cleanup_before(cutoff_ns); });
+  }
+
+ private:
+  LogResult reject(std::atomic<std::uint64_t>& counter, LogResult r) noexcept {
+    bump(counter);
+    return r;
+  }
+
+  LogResult push(Producer* pr, Priority p, const Slot* slots, std::size_t n) noexcept {
+    const auto pi = static_cast<std::size_t>(p) & 3;
+    SlotQueue& q = queues_[pi];
+    ProducerToken& token = *pr->tokens[pi];
+    auto attempt = [&]() noexcept {
+      return n == 1 ? q.try_enqueue(token, slots[0]) : q.try_enqueue_bulk(token, slots, n);
+    };
+    if (__builtin_expect(attempt(), 1)) return LogResult::Ok;
+    if (options_.full_policy[pi] == FullPolicy::Drop) {
+      return reject(hot_.queue_full[pi], LogResult::QueueFull);
+    }
+    // Block: the writer frees slots within a commit; spin briefly, then yield the core.
+    for (unsigned spin = 0;; ++spin) {
+      if (closed_.load(std::memory_order_relaxed)) return reject(hot_.closed, LogResult::Closed);
+      if (spin < 128) {
+        cpu_relax();
+      } else {
+        std::this_thread::yield();
+      }
+      if (attempt()) return LogResult::Ok;
+    }
+  }
+
+  const Options options_;
+  const std::uint64_t id_;
+  const std::size_t max_record_slots_;
+  std::atomic<bool> closed_{false};
+  HotPathCounters hot_;
+  WriterCounters writer_counters_;
+  // Declaration order is destruction order reversed: the writer stops first, then the
+  // journal closes, then producer tokens die, and only then the queues they point into.
+  QueueSet queues_;
+  SchemaTable schemas_;
+  ProducerRegistry producers_;
+  std::unique_ptr<Journal> journal_;
+  std::unique_ptr<Writer> writer_;
+};
+
+// ---- Client: thin forwarding ------------------------------------------------------------
+
+Client::Client(Options options) {
+  validate_options(options);
+  impl_ = std::make_unique<Impl>(std::move(options));
+}
+
+Client::~Client() = default;
+
+LogResult Client::log_prediction(std::initializer_list<Field> inputs,
+                                 std::initializer_list<Field> output, Priority priority) noexcept {
+  return impl_->log_fields(RecordKind::Prediction, {}, inputs.begin(), inputs.size(),
+                           output.begin(), output.size(), priority);
+}
+
+LogResult Client::log_prediction(const Schema& schema, std::initializer_list<Value> inputs,
+                                 std::initializer_list<Value> output, Priority priority) noexcept {
+  return impl_->log_values(schema.client_id_, schema.id_, schema.n_inputs_, schema.n_outputs_,
+                           inputs, output, priority);
+}
+
+LogResult Client::log_event(std::string_view name, std::initializer_list<Field> fields,
+                            Priority priority) noexcept {
+  return impl_->log_fields(RecordKind::Event, name, fields.begin(), fields.size(), nullptr, 0,
+                           priority);
+}
+
+Schema Client::schema(std::initializer_list<std::string_view> inputs,
+                      std::initializer_list<std::string_view> outputs) {
+  Schema s;
+  s.client_id_ = impl_->id();
+  s.n_inputs_ = static_cast<std::uint16_t>(inputs.size());
+  s.n_outputs_ = static_cast<std::uint16_t>(outputs.size());
+  s.id_ = impl_->add_schema(inputs, outputs);
+  return s;
+}
+
+void Client::flush() { impl_->flush(std::nullopt); }
+
+bool Client::flush_for(std::chrono::milliseconds timeout) {
+  return impl_->flush(std::chrono::steady_clock::now() + timeout);
+}
+
+OfflineStatus Client::get_offline_status() const { return impl_->status(); }
+
+SyncResult Client::sync_offline_queue() { return {}; }
+
+std::size_t Client::cleanup_older_than(std::chrono::duration<double> older_than) {
+  return impl_->cleanup(older_than);
+}
+
+}  // namespace flightlog

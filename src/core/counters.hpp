@@ -1,0 +1,31 @@
+// Counters shared by the hot path, the writer and get_offline_status().
+//
+// Hot-path counters are touched only on the rare paths (a drop or a rejection), so the
+// accepted path writes no shared cache line. Each group sits on its own cache line.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+
+namespace flightlog::detail {
+
+struct alignas(64) HotPathCounters {
+  std::array<std::atomic<std::uint64_t>, 4> queue_full{};
+  std::atomic<std::uint64_t> too_large{0};
+  std::atomic<std::uint64_t> invalid{0};
+  std::atomic<std::uint64_t> closed{0};
+};
+
+struct alignas(64) WriterCounters {
+  std::atomic<std::uint64_t> committed{0};
+  std::atomic<std::uint64_t> journal_full{0};
+  std::atomic<std::uint64_t> journal_error{0};
+  std::atomic<std::uint64_t> malformed{0};  // in-memory records the writer could not read
+};
+
+inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+  c.fetch_add(n, std::memory_order_relaxed);
+}
+
+}  // namespace flightlog::detail

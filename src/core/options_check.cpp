@@ -1,0 +1,58 @@
+#include "core/options_check.hpp"
+
+#include <string>
+
+#include "flightlog/error.hpp"
+
+namespace flightlog::detail {
+
+namespace {
+
+void require(bool ok, const char* option, const std::string& rule) {
+  if (!ok) throw Error(std::string("invalid option ") + option + ": " + rule);
+}
+
+std::string n(std::size_t v) { return std::to_string(v); }
+
+}  // namespace
+
+void validate_options(const Options& o) {
+  using namespace std::chrono;
+  require(o.enable_offline, "enable_offline",
+          "false (memory-only mode) is not available in this version; the journal is required");
+  require(!o.offline_dir.empty(), "offline_dir", "is empty; give the journal a directory");
+  require(o.endpoint.empty(), "endpoint",
+          "uploading is not available in this version; leave it empty (journal only)");
+  require(o.offline_sync_interval > seconds(0) && o.offline_sync_interval <= hours(24 * 7),
+          "offline_sync_interval", "must be between 1 s and 7 days");
+  require(o.offline_max_queue_size <= 1'000'000'000'000ULL, "offline_max_queue_size",
+          "must be at most 10^12 records (0 = unlimited)");
+  for (auto policy : o.full_policy) {
+    require(policy == FullPolicy::Drop || policy == FullPolicy::Block, "full_policy",
+            "each entry must be FullPolicy::Drop or FullPolicy::Block");
+  }
+  require(o.max_record_bytes >= 64 && o.max_record_bytes <= (std::size_t{64} << 10),
+          "max_record_bytes", "must be between 64 B and 64 KiB, got " + n(o.max_record_bytes));
+  require(o.max_producer_threads >= 1 && o.max_producer_threads <= 256, "max_producer_threads",
+          "must be between 1 and 256 (each takes about 1 MiB of queue), got " +
+              n(o.max_producer_threads));
+  require(o.durability == Durability::Full || o.durability == Durability::NoMetaSync ||
+              o.durability == Durability::Periodic || o.durability == Durability::None,
+          "durability", "is not a Durability value");
+  require(o.batch_max_records >= 1 && o.batch_max_records <= 1'000'000, "batch_max_records",
+          "must be between 1 and 1000000, got " + n(o.batch_max_records));
+  require(o.batch_max_delay > microseconds(0) && o.batch_max_delay <= seconds(10), "batch_max_delay",
+          "must be between 1 us and 10 s");
+  require(o.writer_poll_interval > microseconds(0) && o.writer_poll_interval <= seconds(1),
+          "writer_poll_interval", "must be between 1 us and 1 s");
+  require(o.periodic_sync_interval > milliseconds(0) && o.periodic_sync_interval <= hours(1),
+          "periodic_sync_interval", "must be between 1 ms and 1 h");
+  require(o.journal_initial_bytes >= (std::size_t{1} << 20), "journal_initial_bytes",
+          "must be at least 1 MiB, got " + n(o.journal_initial_bytes));
+  require(o.journal_max_bytes >= o.journal_initial_bytes, "journal_max_bytes",
+          "must be at least journal_initial_bytes");
+  require(o.journal_max_bytes <= (std::size_t{1} << 40), "journal_max_bytes",
+          "must be at most 1 TiB, got " + n(o.journal_max_bytes));
+}
+
+}  // namespace flightlog::detail

@@ -1,0 +1,192 @@
+#include "format/json.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <ctime>
+
+namespace flightlog::detail {
+
+namespace {
+
+constexpr char kHex[] = "0123456789abcdef";
+
+// Length of the valid UTF-8 sequence at s[i], or 0 if the bytes there are not one.
+std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept {
+  const auto b0 = static_cast<unsigned char>(s[i]);
+  std::size_t len = 0;
+  std::uint32_t cp = 0;
+  if (b0 < 0x80) return 1;
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    len = 2;
+    cp = b0 & 0x1Fu;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    len = 3;
+    cp = b0 & 0x0Fu;
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    len = 4;
+    cp = b0 & 0x07u;
+  } else {
+    return 0;  // continuation byte, overlong lead (C0, C1) or F5..FF
+  }
+  if (i + len > s.size()) return 0;
+  for (std::size_t k = 1; k < len; ++k) {
+    const auto b = static_cast<unsigned char>(s[i + k]);
+    if ((b & 0xC0u) != 0x80u) return 0;
+    cp = (cp << 6) | (b & 0x3Fu);
+  }
+  if (len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) return 0;  // overlong, surrogate
+  if (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) return 0;
+  return len;
+}
+
+}  // namespace
+
+void append_json_string(std::string& out, std::string_view s) {
+  out.push_back('"');
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      const std::size_t len = utf8_sequence_length(s, i);
+      if (len == 0) {
+        out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER
+        ++i;
+      } else {
+        out.append(s.data() + i, len);
+        i += len;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out.push_back(kHex[c >> 4]);
+          out.push_back(kHex[c & 0xF]);
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+    ++i;
+  }
+  out.push_back('"');
+}
+
+void append_json_value(std::string& out, const Value& v) {
+  char buf[32];
+  switch (v.type()) {
+    case Value::Type::Double: {
+      const double d = v.as_double();
+      if (std::isnan(d)) {
+        out += "\"NaN\"";
+      } else if (std::isinf(d)) {
+        out += d > 0 ? "\"Infinity\"" : "\"-Infinity\"";
+      } else {
+        auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+        out.append(buf, end);
+      }
+      return;
+    }
+    case Value::Type::Int: {
+      auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v.as_int());
+      out.append(buf, end);
+      return;
+    }
+    case Value::Type::Bool:
+      out += v.as_bool() ? "true" : "false";
+      return;
+    case Value::Type::String:
+      append_json_string(out, v.as_string());
+      return;
+  }
+  out += "null";
+}
+
+void append_rfc3339(std::string& out, std::int64_t unix_ns) {
+  std::int64_t secs = unix_ns / 1'000'000'000;
+  std::int64_t frac = unix_ns % 1'000'000'000;
+  if (frac < 0) {
+    frac += 1'000'000'000;
+    --secs;
+  }
+  const std::time_t t = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  const int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ",
+                              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                              tm.tm_min, tm.tm_sec, static_cast<long long>(frac));
+  out.append(buf, static_cast<std::size_t>(n > 0 ? n : 0));
+}
+
+std::string record_id(std::string_view journal_id, std::uint64_t seq) {
+  std::string id(journal_id);
+  id.push_back('-');
+  id += std::to_string(seq);
+  return id;
+}
+
+namespace {
+
+void append_fields(std::string& out, const std::vector<DecodedField>& fields) {
+  out.push_back('{');
+  bool first = true;
+  for (const auto& f : fields) {
+    if (!first) out.push_back(',');
+    first = false;
+    append_json_string(out, f.name);
+    out.push_back(':');
+    append_json_value(out, f.value);
+  }
+  out.push_back('}');
+}
+
+}  // namespace
+
+void append_record_json(std::string& out, std::string_view journal_id, std::uint64_t seq,
+                        const DecodedRecord& rec, RecordState state,
+                        const JsonRecordOptions& opts) {
+  out += "{\"id\":";
+  append_json_string(out, record_id(journal_id, seq));
+  out += ",\"seq\":";
+  out += std::to_string(seq);
+  out += ",\"priority\":\"";
+  out += to_string(rec.priority);
+  out += "\",\"ts\":\"";
+  append_rfc3339(out, rec.ts_ns);
+  out += "\",\"ts_ns\":";
+  out += std::to_string(rec.ts_ns);
+  if (rec.kind == kKindEvent) {
+    out += ",\"type\":\"event\",\"name\":";
+    append_json_string(out, rec.name);
+  } else {
+    out += ",\"type\":\"prediction\"";
+  }
+  out += ",\"inputs\":";
+  append_fields(out, rec.inputs);
+  out += ",\"output\":";
+  append_fields(out, rec.outputs);
+  if (opts.include_delivery_state) {
+    out += ",\"attempts\":";
+    out += std::to_string(rec.attempts);
+    out += state == RecordState::Failed ? ",\"state\":\"failed\"" : ",\"state\":\"queued\"";
+    if (rec.last_status != 0) {
+      out += ",\"last_status\":";
+      out += std::to_string(rec.last_status);
+    }
+    if (!rec.reason.empty()) {
+      out += ",\"reason\":";
+      append_json_string(out, rec.reason);
+    }
+  }
+  out.push_back('}');
+}
+
+}  // namespace flightlog::detail

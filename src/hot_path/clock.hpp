@@ -1,0 +1,59 @@
+// Hot-path timestamps and their conversion to wall-clock nanoseconds.
+//
+// The hot path reads the CPU's time-stamp counter (about 7 ns, no system call, no
+// shared memory). Only the writer thread turns ticks into Unix-epoch nanoseconds, with
+// a calibration it refreshes every second against CLOCK_REALTIME, so NTP steps and TSC
+// drift show up within a second. Where the TSC is not invariant (or not x86), the hot
+// path reads CLOCK_REALTIME itself (vDSO, ~20 ns) and the conversion is the identity.
+#pragma once
+
+#include <cstdint>
+#include <ctime>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#define FLIGHTLOG_HAVE_TSC 1
+#else
+#define FLIGHTLOG_HAVE_TSC 0
+#endif
+
+namespace flightlog::detail {
+
+// True once the TSC was found invariant (cpuid 0x80000007 EDX bit 8). Set once before
+// any Client exists; read-only afterwards.
+extern bool g_use_tsc;
+
+inline std::int64_t realtime_ns() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+inline std::uint64_t hot_timestamp() noexcept {
+#if FLIGHTLOG_HAVE_TSC
+  if (__builtin_expect(g_use_tsc, 1)) return __rdtsc();
+#endif
+  return static_cast<std::uint64_t>(realtime_ns());
+}
+
+// Decides g_use_tsc (idempotent, thread-safe).
+void init_hot_clock();
+
+// Writer-side conversion; not thread-safe (one per writer).
+class TimestampConverter {
+ public:
+  TimestampConverter();
+  // Re-anchors to the current wall clock and refines the tick rate. Call about once a
+  // second.
+  void recalibrate() noexcept;
+  std::int64_t to_unix_ns(std::uint64_t raw) const noexcept;
+
+ private:
+  std::uint64_t first_tsc_ = 0;
+  std::int64_t first_mono_ns_ = 0;
+  std::uint64_t base_tsc_ = 0;
+  std::int64_t base_real_ns_ = 0;
+  double ns_per_tick_ = 1.0;
+};
+
+}  // namespace flightlog::detail

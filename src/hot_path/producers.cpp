@@ -1,0 +1,102 @@
+#include "hot_path/producers.hpp"
+
+#include <unordered_set>
+#include <utility>
+
+namespace flightlog::detail {
+
+namespace {
+
+std::atomic<std::uint64_t> g_next_registry_id{1};
+
+// Registries that are alive. A thread's exit hook frees its producers only while their
+// registry is in this set; ~ProducerRegistry removes itself first.
+std::mutex g_live_mu;
+std::unordered_set<std::uint64_t>& live_registries() {
+  static auto* set = new std::unordered_set<std::uint64_t>();  // never destroyed: used at exit
+  return *set;
+}
+
+// Every registration of this thread, with a destructor that releases them at thread
+// exit. Only touched on the slow path.
+struct ThreadRegistrations {
+  std::vector<std::pair<std::uint64_t, Producer*>> entries;
+  ~ThreadRegistrations() {
+    std::lock_guard lock(g_live_mu);
+    auto& live = live_registries();
+    for (auto& [owner, producer] : entries) {
+      if (live.count(owner) != 0) producer->in_use.store(false, std::memory_order_release);
+    }
+  }
+};
+thread_local ThreadRegistrations t_registrations;
+
+}  // namespace
+
+thread_local ProducerRegistry::CacheEntry ProducerRegistry::t_cache_[kCacheEntries] = {};
+
+Producer::Producer(QueueSet& queues, std::size_t staging_slots)
+    : staging(new Slot[staging_slots]) {
+  for (std::size_t p = 0; p < tokens.size(); ++p) {
+    tokens[p] = std::make_unique<ProducerToken>(queues[p]);
+  }
+}
+
+ProducerRegistry::ProducerRegistry(QueueSet& queues, std::size_t max_producers,
+                                   std::size_t staging_slots)
+    : queues_(queues),
+      id_(g_next_registry_id.fetch_add(1)),
+      max_producers_(max_producers),
+      staging_slots_(staging_slots),
+      slots_(new std::atomic<Producer*>[max_producers]) {
+  for (std::size_t i = 0; i < max_producers; ++i) slots_[i].store(nullptr);
+  std::lock_guard lock(g_live_mu);
+  live_registries().insert(id_);
+}
+
+ProducerRegistry::~ProducerRegistry() {
+  std::lock_guard lock(g_live_mu);
+  live_registries().erase(id_);
+  // This thread's cache may still name us; ids are never reused, so a stale entry
+  // can never match another registry. Clear it anyway for tidiness.
+  for (auto& e : t_cache_) {
+    if (e.owner == id_) e = CacheEntry{};
+  }
+}
+
+Producer* ProducerRegistry::local_slow() noexcept {
+  try {
+    Producer* found = nullptr;
+    for (auto& [owner, producer] : t_registrations.entries) {
+      if (owner == id_) found = producer;
+    }
+    if (found == nullptr) {
+      std::lock_guard lock(mu_);
+      // Reuse the producer of a thread that has exited: its tokens are idle.
+      for (auto& p : owned_) {
+        bool expected = false;
+        if (p->in_use.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
+          found = p.get();
+          break;
+        }
+      }
+      if (found == nullptr) {
+        const std::size_t n = count_.load(std::memory_order_relaxed);
+        if (n >= max_producers_) return nullptr;
+        owned_.push_back(std::make_unique<Producer>(queues_, staging_slots_));
+        found = owned_.back().get();
+        slots_[n].store(found, std::memory_order_release);
+        count_.store(n + 1, std::memory_order_release);
+      }
+      t_registrations.entries.emplace_back(id_, found);
+    }
+    // Move into the fast cache, evicting the oldest entry (it stays registered).
+    for (std::size_t i = kCacheEntries - 1; i > 0; --i) t_cache_[i] = t_cache_[i - 1];
+    t_cache_[0] = CacheEntry{id_, found};
+    return found;
+  } catch (...) {
+    return nullptr;  // allocation failure: the call reports Invalid, nothing throws
+  }
+}
+
+}  // namespace flightlog::detail

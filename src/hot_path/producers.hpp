@@ -1,0 +1,78 @@
+// Producers: each logging thread's moodycamel tokens, found from the thread in a few
+// nanoseconds, and listed for the writer, which drains them one by one.
+//
+// Why per-producer draining: a record may span several slots. Dequeuing from one
+// producer at a time (try_dequeue_bulk_from_producer) keeps a record's slots together,
+// and lets the writer fetch the rest of a record cut by a full buffer from the same
+// producer. It is also the fastest dequeue moodycamel offers.
+//
+// Lifetime: a Client owns its producers; a thread caches raw pointers to them in a
+// thread_local table keyed by the client's never-reused id. When a thread exits, its
+// producers are marked free for the next new thread, provided the client still lives
+// (checked under a global mutex the client's destructor also takes).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "hot_path/queue.hpp"
+#include "hot_path/slot.hpp"
+
+namespace flightlog::detail {
+
+using QueueSet = std::array<SlotQueue, 4>;
+
+struct Producer {
+  Producer(QueueSet& queues, std::size_t staging_slots);
+  std::array<std::unique_ptr<ProducerToken>, 4> tokens;  // one per priority
+  std::unique_ptr<Slot[]> staging;  // where multi-slot records are assembled
+  std::atomic<bool> in_use{true};
+};
+
+class ProducerRegistry {
+ public:
+  ProducerRegistry(QueueSet& queues, std::size_t max_producers, std::size_t staging_slots);
+  ~ProducerRegistry();
+  ProducerRegistry(const ProducerRegistry&) = delete;
+  ProducerRegistry& operator=(const ProducerRegistry&) = delete;
+
+  // The calling thread's producer, or nullptr when max_producers threads already hold
+  // one. The first call of a thread allocates; later calls hit a thread-local cache.
+  Producer* local() noexcept {
+    for (auto& e : t_cache_) {
+      if (e.owner == id_) return e.producer;
+    }
+    return local_slow();
+  }
+
+  // For the writer: producers [0, count()) are valid for the registry's life.
+  std::size_t count() const noexcept { return count_.load(std::memory_order_acquire); }
+  Producer& at(std::size_t i) noexcept { return *slots_[i].load(std::memory_order_acquire); }
+
+ private:
+  struct CacheEntry {
+    std::uint64_t owner;
+    Producer* producer;
+  };
+  static constexpr std::size_t kCacheEntries = 4;
+  // Trivially destructible, so the hot path reads it with a plain %fs-relative load.
+  static thread_local CacheEntry t_cache_[kCacheEntries];
+
+  Producer* local_slow() noexcept;
+
+  QueueSet& queues_;
+  const std::uint64_t id_;
+  const std::size_t max_producers_;
+  const std::size_t staging_slots_;
+  std::mutex mu_;  // registration only
+  std::vector<std::unique_ptr<Producer>> owned_;
+  std::unique_ptr<std::atomic<Producer*>[]> slots_;
+  std::atomic<std::size_t> count_{0};
+};
+
+}  // namespace flightlog::detail

@@ -1,0 +1,515 @@
+#include "journal/journal.hpp"
+
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "flightlog/error.hpp"
+#include "format/record.hpp"
+
+namespace flightlog::detail {
+
+namespace {
+
+constexpr const char* kSetNames[kRecordSets] = {"critical", "high", "normal", "low", "failed"};
+constexpr const char* kMetaName = "meta";
+constexpr std::size_t kCleanupDeletesPerTxn = 10'000;
+
+std::string quoted(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
+void be64(std::uint64_t v, unsigned char out[8]) noexcept {
+  for (int i = 7; i >= 0; --i) {
+    out[i] = static_cast<unsigned char>(v & 0xFF);
+    v >>= 8;
+  }
+}
+
+std::uint64_t from_be64(const void* p) noexcept {
+  const auto* b = static_cast<const unsigned char*>(p);
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | b[i];
+  return v;
+}
+
+MDB_val val_of(const void* data, std::size_t size) {
+  return MDB_val{size, const_cast<void*>(data)};
+}
+
+MDB_val key_of(const char* name) { return val_of(name, std::strlen(name)); }
+
+// RAII for transactions: aborts unless committed.
+class Txn {
+ public:
+  Txn() = default;
+  ~Txn() { abort(); }
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
+  MDB_txn** out() { return &txn_; }
+  MDB_txn* get() const { return txn_; }
+  int commit() {
+    int rc = mdb_txn_commit(txn_);
+    txn_ = nullptr;
+    return rc;
+  }
+  void abort() {
+    if (txn_ != nullptr) mdb_txn_abort(txn_);
+    txn_ = nullptr;
+  }
+
+ private:
+  MDB_txn* txn_ = nullptr;
+};
+
+class Cursor {
+ public:
+  Cursor(MDB_txn* txn, MDB_dbi dbi) { rc_ = mdb_cursor_open(txn, dbi, &c_); }
+  ~Cursor() {
+    if (c_ != nullptr) mdb_cursor_close(c_);
+  }
+  Cursor(const Cursor&) = delete;
+  Cursor& operator=(const Cursor&) = delete;
+  MDB_cursor* get() const { return c_; }
+  int status() const { return rc_; }
+
+ private:
+  MDB_cursor* c_ = nullptr;
+  int rc_ = 0;
+};
+
+std::string random_journal_id() {
+  unsigned char bytes[8] = {};
+  std::size_t got = 0;
+  while (got < sizeof bytes) {
+    const ssize_t n = getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n <= 0) throw Error("cannot draw a random journal id: getrandom failed");
+    got += static_cast<std::size_t>(n);
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id;
+  for (unsigned char b : bytes) {
+    id.push_back(kHex[b >> 4]);
+    id.push_back(kHex[b & 0xF]);
+  }
+  return id;
+}
+
+std::string lmdb_error(const std::string& what, const std::filesystem::path& dir, int rc) {
+  return what + " " + quoted(dir) + ": " + mdb_strerror(rc);
+}
+
+}  // namespace
+
+std::string_view record_set_name(RecordSet s) noexcept {
+  return kSetNames[static_cast<std::size_t>(s)];
+}
+
+std::unique_ptr<Journal> Journal::open_for_writing(const JournalConfig& config) {
+  prepare_journal_directory(config.dir);
+  std::unique_ptr<Journal> j(new Journal());
+  j->dir_ = config.dir;
+  j->lock_ = std::make_unique<DirLock>(config.dir);
+  j->max_map_bytes_ = config.max_map_bytes;
+  unsigned flags = MDB_NOTLS;
+  switch (config.durability) {
+    case Durability::Full: break;
+    case Durability::NoMetaSync: flags |= MDB_NOMETASYNC; break;
+    case Durability::Periodic:
+    case Durability::None: flags |= MDB_NOSYNC; break;
+  }
+  j->open_env(flags, config.initial_map_bytes);
+  // Readers of processes that died (kill -9) leave slots that would pin pages forever.
+  int dead = 0;
+  mdb_reader_check(j->env_, &dead);
+  for (const char* f : {"data.mdb", "lock.mdb"}) chmod((config.dir / f).c_str(), 0600);
+  j->open_databases(/*create=*/true);
+  j->load_meta(/*create=*/true);
+  return j;
+}
+
+std::unique_ptr<Journal> Journal::open_read_only(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(dir / "data.mdb", ec)) {
+    throw Error("no journal at " + quoted(dir) + " (data.mdb is missing)");
+  }
+  std::unique_ptr<Journal> j(new Journal());
+  j->dir_ = dir;
+  j->read_only_ = true;
+  j->open_env(MDB_RDONLY | MDB_NOTLS, 0);
+  j->open_databases(/*create=*/false);
+  j->load_meta(/*create=*/false);
+  j->refresh_counts();
+  return j;
+}
+
+Journal::~Journal() {
+  if (env_ != nullptr) mdb_env_close(env_);
+}
+
+void Journal::open_env(unsigned flags, std::size_t initial_map_bytes) {
+  int rc = mdb_env_create(&env_);
+  if (rc != 0) throw Error(lmdb_error("cannot create an LMDB environment for", dir_, rc));
+  mdb_env_set_maxdbs(env_, 8);
+  if (initial_map_bytes != 0) mdb_env_set_mapsize(env_, initial_map_bytes);
+  rc = mdb_env_open(env_, dir_.c_str(), flags, 0600);
+  if (rc != 0) {
+    mdb_env_close(env_);
+    env_ = nullptr;
+    if (rc == MDB_INVALID) {
+      throw Error("journal file " + quoted(dir_ / "data.mdb") +
+                  " is not an LMDB database (MDB_INVALID): it is damaged or not a journal");
+    }
+    if (rc == MDB_VERSION_MISMATCH) {
+      throw Error("journal " + quoted(dir_) + " was written by an incompatible LMDB version");
+    }
+    throw Error(lmdb_error("cannot open journal", dir_, rc));
+  }
+}
+
+void Journal::open_databases(bool create) {
+  Txn txn;
+  int rc = mdb_txn_begin(env_, nullptr, create ? 0 : MDB_RDONLY, txn.out());
+  if (rc == MDB_MAP_RESIZED && !create) {
+    mdb_env_set_mapsize(env_, 0);
+    rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, txn.out());
+  }
+  if (rc != 0) throw Error(lmdb_error("cannot begin a transaction on journal", dir_, rc));
+
+  // Refuse an LMDB environment of something else: its main DB may only name ours.
+  MDB_dbi main_dbi = 0;
+  rc = mdb_dbi_open(txn.get(), nullptr, 0, &main_dbi);
+  if (rc != 0) throw Error(lmdb_error("cannot read journal", dir_, rc));
+  bool has_meta = false;
+  std::size_t entries = 0;
+  {
+    Cursor c(txn.get(), main_dbi);
+    MDB_val k, v;
+    for (int r = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST); r == 0;
+         r = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+      ++entries;
+      std::string_view name(static_cast<const char*>(k.mv_data), k.mv_size);
+      bool ours = name == kMetaName;
+      for (const char* s : kSetNames) ours = ours || name == s;
+      if (!ours) {
+        throw Error("journal " + quoted(dir_) +
+                    " holds an LMDB environment that is not a flightlog journal");
+      }
+      has_meta = has_meta || name == kMetaName;
+    }
+  }
+  if (!has_meta && (entries > 0 || !create)) {
+    throw Error("journal " + quoted(dir_) + " is not a flightlog journal (no meta database)");
+  }
+  const unsigned dbflags = create ? MDB_CREATE : 0;
+  for (std::size_t i = 0; i < kRecordSets; ++i) {
+    rc = mdb_dbi_open(txn.get(), kSetNames[i], dbflags, &dbi_[i]);
+    if (rc != 0) throw Error(lmdb_error("cannot open database of journal", dir_, rc));
+  }
+  rc = mdb_dbi_open(txn.get(), kMetaName, dbflags, &meta_dbi_);
+  if (rc != 0) throw Error(lmdb_error("cannot open meta database of journal", dir_, rc));
+  rc = txn.commit();  // a read-only commit keeps the DBI handles too
+  if (rc != 0) throw Error(lmdb_error("cannot open journal", dir_, rc));
+}
+
+void Journal::load_meta(bool create) {
+  Txn txn;
+  int rc = mdb_txn_begin(env_, nullptr, create ? 0 : MDB_RDONLY, txn.out());
+  if (rc != 0) throw Error(lmdb_error("cannot read meta of journal", dir_, rc));
+  MDB_val k = key_of("format_version"), v;
+  rc = mdb_get(txn.get(), meta_dbi_, &k, &v);
+  if (rc == MDB_NOTFOUND) {
+    if (!create) throw Error("journal " + quoted(dir_) + " has no format version: not initialised");
+    const std::uint32_t version = kJournalFormatVersion;
+    journal_id_ = random_journal_id();
+    MDB_val vv = val_of(&version, sizeof version);
+    MDB_val ik = key_of("journal_id"), iv = val_of(journal_id_.data(), journal_id_.size());
+    unsigned char seq[8];
+    be64(1, seq);
+    MDB_val sk = key_of("next_seq"), sv = val_of(seq, 8);
+    if (mdb_put(txn.get(), meta_dbi_, &k, &vv, 0) != 0 ||
+        mdb_put(txn.get(), meta_dbi_, &ik, &iv, 0) != 0 ||
+        mdb_put(txn.get(), meta_dbi_, &sk, &sv, 0) != 0) {
+      throw Error("cannot initialise journal " + quoted(dir_));
+    }
+    rc = txn.commit();
+    if (rc != 0) throw Error(lmdb_error("cannot initialise journal", dir_, rc));
+    next_seq_ = 1;
+    refresh_counts();
+    return;
+  }
+  if (rc != 0) throw Error(lmdb_error("cannot read meta of journal", dir_, rc));
+  std::uint32_t version = 0;
+  if (v.mv_size != sizeof version) throw Error("journal " + quoted(dir_) + " has a damaged format version");
+  std::memcpy(&version, v.mv_data, sizeof version);
+  if (version != kJournalFormatVersion) {
+    throw Error("journal " + quoted(dir_) + " has format version " + std::to_string(version) +
+                "; this flightlog reads version " + std::to_string(kJournalFormatVersion) +
+                (version > kJournalFormatVersion ? " (written by a newer flightlog)" : ""));
+  }
+  k = key_of("journal_id");
+  if (mdb_get(txn.get(), meta_dbi_, &k, &v) != 0 || v.mv_size == 0 || v.mv_size > 64) {
+    throw Error("journal " + quoted(dir_) + " has no journal id: damaged meta database");
+  }
+  journal_id_.assign(static_cast<const char*>(v.mv_data), v.mv_size);
+  k = key_of("next_seq");
+  next_seq_ = 1;
+  if (mdb_get(txn.get(), meta_dbi_, &k, &v) == 0 && v.mv_size == 8) next_seq_ = from_be64(v.mv_data);
+  // Never reuse a sequence, even if meta lags the data: resume after the largest key.
+  for (std::size_t i = 0; i < kRecordSets; ++i) {
+    Cursor c(txn.get(), dbi_[i]);
+    MDB_val ck, cv;
+    if (mdb_cursor_get(c.get(), &ck, &cv, MDB_LAST) == 0 && ck.mv_size == 8) {
+      next_seq_ = std::max(next_seq_, from_be64(ck.mv_data) + 1);
+    }
+  }
+  k = key_of("evicted");
+  if (mdb_get(txn.get(), meta_dbi_, &k, &v) == 0 && v.mv_size == sizeof evicted_) {
+    std::memcpy(evicted_.data(), v.mv_data, sizeof evicted_);
+  }
+  k = key_of("cleaned_up");
+  if (mdb_get(txn.get(), meta_dbi_, &k, &v) == 0 && v.mv_size == sizeof cleaned_up_) {
+    std::memcpy(&cleaned_up_, v.mv_data, sizeof cleaned_up_);
+  }
+  txn.abort();
+  if (!read_only_) refresh_counts();
+}
+
+void Journal::store_counts(MDB_txn* txn) {
+  JournalCounts c;
+  for (std::size_t i = 0; i < kRecordSets; ++i) {
+    MDB_stat st{};
+    if (mdb_stat(txn, dbi_[i], &st) == 0) c.entries[i] = st.ms_entries;
+  }
+  c.next_seq = next_seq_;
+  c.evicted = evicted_;
+  c.cleaned_up = cleaned_up_;
+  MDB_envinfo info{};
+  MDB_stat est{};
+  mdb_env_info(env_, &info);
+  mdb_env_stat(env_, &est);
+  c.map_bytes = info.me_mapsize;
+  c.used_bytes = (info.me_last_pgno + 1) * est.ms_psize;
+  std::lock_guard lock(counts_mu_);
+  counts_ = c;
+}
+
+void Journal::refresh_counts() {
+  MDB_txn* txn = nullptr;
+  std::shared_lock lock(resize_mu_);
+  if (!begin_read(&txn)) return;
+  if (read_only_) {
+    // Another process may have advanced next_seq; report what the file says.
+    MDB_val k = key_of("next_seq"), v;
+    if (mdb_get(txn, meta_dbi_, &k, &v) == 0 && v.mv_size == 8) next_seq_ = from_be64(v.mv_data);
+  }
+  store_counts(txn);
+  mdb_txn_abort(txn);
+}
+
+bool Journal::begin_read(MDB_txn** txn) const {
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, txn);
+  if (rc == MDB_MAP_RESIZED) {
+    // Another process grew the map: adopt its size (no txn of ours is open here, as
+    // read-only journals run one scan at a time) and retry.
+    mdb_env_set_mapsize(env_, 0);
+    rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, txn);
+  }
+  return rc == 0;
+}
+
+JournalCounts Journal::counts() const {
+  std::lock_guard lock(counts_mu_);
+  return counts_;
+}
+
+void Journal::grow_map_locked() {
+  MDB_envinfo info{};
+  mdb_env_info(env_, &info);
+  const std::size_t next = std::min(max_map_bytes_, info.me_mapsize * 2);
+  std::unique_lock lock(resize_mu_);
+  mdb_env_set_mapsize(env_, next);
+}
+
+CommitOutcome Journal::commit(std::span<const std::byte> arena,
+                              std::span<const PendingRecord> records, std::size_t max_queued) {
+  CommitOutcome out;
+  if (records.empty()) return out;
+  for (;;) {
+    Txn txn;
+    int rc = mdb_txn_begin(env_, nullptr, 0, txn.out());
+    if (rc != 0) {
+      out.dropped_error = records.size();
+      out.error = std::string("cannot begin a write transaction: ") + mdb_strerror(rc);
+      return out;
+    }
+    std::uint64_t seq = next_seq_;
+    unsigned char key[8];
+    for (const auto& r : records) {
+      be64(seq++, key);
+      MDB_val k = val_of(key, 8);
+      MDB_val v = val_of(arena.data() + r.offset, r.size);
+      rc = mdb_put(txn.get(), dbi_[static_cast<std::size_t>(r.priority)], &k, &v, MDB_APPEND);
+      if (rc != 0) break;
+    }
+    std::array<std::size_t, 4> evicted{};
+    if (rc == 0 && max_queued != 0) {
+      std::uint64_t queued = 0;
+      std::array<std::uint64_t, 4> per{};
+      for (std::size_t p = 0; p < 4; ++p) {
+        MDB_stat st{};
+        mdb_stat(txn.get(), dbi_[p], &st);
+        per[p] = st.ms_entries;
+        queued += st.ms_entries;
+      }
+      // Lowest priority first, oldest first within it.
+      for (std::size_t p = 4; p-- > 0 && queued > max_queued && rc == 0;) {
+        Cursor c(txn.get(), dbi_[p]);
+        MDB_val ck, cv;
+        while (queued > max_queued && per[p] > 0) {
+          rc = mdb_cursor_get(c.get(), &ck, &cv, MDB_FIRST);
+          if (rc == 0) rc = mdb_cursor_del(c.get(), 0);
+          if (rc != 0) break;
+          --per[p];
+          --queued;
+          ++evicted[p];
+        }
+      }
+    }
+    if (rc == 0) {
+      unsigned char next[8];
+      be64(seq, next);
+      MDB_val k = key_of("next_seq"), v = val_of(next, 8);
+      rc = mdb_put(txn.get(), meta_dbi_, &k, &v, 0);
+      if (rc == 0 && evicted != std::array<std::size_t, 4>{}) {
+        auto total = evicted_;
+        for (std::size_t p = 0; p < 4; ++p) total[p] += evicted[p];
+        MDB_val ek = key_of("evicted"), ev = val_of(total.data(), sizeof total);
+        rc = mdb_put(txn.get(), meta_dbi_, &ek, &ev, 0);
+      }
+    }
+    if (rc == 0) {
+      const std::uint64_t old_next = next_seq_;
+      next_seq_ = seq;  // store_counts reads it; restored below if the commit fails
+      store_counts(txn.get());
+      rc = txn.commit();
+      if (rc == 0) {
+        for (std::size_t p = 0; p < 4; ++p) evicted_[p] += evicted[p];
+        {
+          std::lock_guard lock(counts_mu_);
+          counts_.evicted = evicted_;
+        }
+        out.committed = records.size();
+        out.evicted = evicted;
+        return out;
+      }
+      next_seq_ = old_next;
+      refresh_counts();
+    }
+    txn.abort();
+    if (rc == MDB_MAP_FULL) {
+      MDB_envinfo info{};
+      mdb_env_info(env_, &info);
+      if (info.me_mapsize < max_map_bytes_) {
+        grow_map_locked();
+        continue;  // retry the whole batch in the larger map
+      }
+      out.dropped_journal_full = records.size();
+      out.error = "journal is full at journal_max_bytes (" + std::to_string(max_map_bytes_) + " bytes)";
+      return out;
+    }
+    out.dropped_error = records.size();
+    out.error = std::string("journal write failed: ") + mdb_strerror(rc);
+    return out;
+  }
+}
+
+std::size_t Journal::cleanup_before(std::int64_t cutoff_ns) {
+  std::size_t removed = 0;
+  for (std::size_t i = 0; i < kRecordSets; ++i) {
+    std::uint64_t resume = 0;
+    bool more = true;
+    while (more) {
+      Txn txn;
+      if (mdb_txn_begin(env_, nullptr, 0, txn.out()) != 0) return removed;
+      std::size_t deleted = 0;
+      more = false;
+      {
+        Cursor c(txn.get(), dbi_[i]);
+        unsigned char start[8];
+        be64(resume, start);
+        MDB_val k = val_of(start, 8), v;
+        int rc = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
+        while (rc == 0) {
+          std::int64_t ts = 0;
+          const bool readable = peek_timestamp(
+              {static_cast<const std::byte*>(v.mv_data), v.mv_size}, ts);
+          if (readable && ts < cutoff_ns) {
+            if (mdb_cursor_del(c.get(), 0) != 0) break;
+            ++deleted;
+          }
+          if (deleted >= kCleanupDeletesPerTxn) {
+            // Resume after this key in a fresh transaction.
+            MDB_val ck, cv;
+            if (mdb_cursor_get(c.get(), &ck, &cv, MDB_GET_CURRENT) == 0 && ck.mv_size == 8) {
+              resume = from_be64(ck.mv_data);
+              more = true;
+            }
+            break;
+          }
+          rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
+        }
+      }
+      if (deleted > 0) {
+        const std::uint64_t total = cleaned_up_ + deleted;
+        MDB_val ck = key_of("cleaned_up"), cv = val_of(&total, sizeof total);
+        if (mdb_put(txn.get(), meta_dbi_, &ck, &cv, 0) != 0) return removed;
+        store_counts(txn.get());
+        if (txn.commit() != 0) {
+          refresh_counts();
+          return removed;
+        }
+        cleaned_up_ = total;
+        {
+          std::lock_guard lock(counts_mu_);
+          counts_.cleaned_up = cleaned_up_;
+        }
+        removed += deleted;
+      }
+    }
+  }
+  return removed;
+}
+
+void Journal::sync_to_device() { mdb_env_sync(env_, 1); }
+
+std::uint64_t Journal::scan(RecordSet set, std::uint64_t from_seq, std::size_t limit,
+                            const Visitor& fn) const {
+  std::shared_lock lock(resize_mu_);
+  MDB_txn* txn = nullptr;
+  if (!begin_read(&txn)) return 0;
+  std::uint64_t next = 0;
+  {
+    Cursor c(txn, dbi_[static_cast<std::size_t>(set)]);
+    unsigned char start[8];
+    be64(from_seq, start);
+    MDB_val k = val_of(start, 8), v;
+    int rc = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
+    std::size_t seen = 0;
+    while (rc == 0) {
+      if (seen == limit) {
+        next = k.mv_size == 8 ? from_be64(k.mv_data) : 0;
+        break;
+      }
+      const std::uint64_t seq = k.mv_size == 8 ? from_be64(k.mv_data) : 0;
+      fn(seq, {static_cast<const std::byte*>(v.mv_data), v.mv_size});
+      ++seen;
+      rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
+    }
+  }
+  mdb_txn_abort(txn);
+  return next;
+}
+
+}  // namespace flightlog::detail

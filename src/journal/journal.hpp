@@ -1,0 +1,149 @@
+// The crash-durable journal: one LMDB environment in the offline directory.
+//
+// Layout (named databases; keys are 8-byte big-endian sequence numbers, one counter for
+// the whole journal, so every database is append-only and MDB_APPEND applies):
+//   "critical", "high", "normal", "low"  queued records of each priority
+//   "failed"                             records the uploader gave up on
+//   "meta"                               format_version, journal_id, next_seq, counters
+// Values are records in the format of format/record.hpp.
+//
+// Threads: the write side (commit, cleanup, sync) belongs to one thread, the writer.
+// scan() and counts() may be called from any thread. Growing the map needs every
+// transaction of this process closed, so scans hold a shared lock that growth takes
+// exclusively; scans are short (bounded by their `limit`) and never pin pages for long.
+//
+// Errors: open_* throw flightlog::Error with the path and LMDB's reason. Write-side
+// failures are returned, never thrown: the writer must keep running.
+#pragma once
+
+#include <lmdb.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <span>
+#include <string>
+
+#include "flightlog/options.hpp"
+#include "journal/dir_lock.hpp"
+
+namespace flightlog::detail {
+
+inline constexpr std::uint32_t kJournalFormatVersion = 1;
+
+// The five record sets, in sync order: the four priorities, then failed.
+enum class RecordSet : std::uint8_t { Critical = 0, High, Normal, Low, Failed };
+inline constexpr std::size_t kRecordSets = 5;
+std::string_view record_set_name(RecordSet s) noexcept;  // "critical" ... "failed"
+
+struct JournalConfig {
+  std::filesystem::path dir;
+  Durability durability = Durability::Full;
+  std::size_t initial_map_bytes = std::size_t{64} << 20;
+  std::size_t max_map_bytes = std::size_t{4} << 30;
+};
+
+struct JournalCounts {
+  std::array<std::uint64_t, kRecordSets> entries{};  // per record set
+  std::uint64_t next_seq = 0;
+  std::array<std::uint64_t, 4> evicted{};  // persistent
+  std::uint64_t cleaned_up = 0;            // persistent
+  std::size_t map_bytes = 0;
+  std::size_t used_bytes = 0;
+};
+
+// One record of a batch: its bytes are arena[offset, offset + size).
+struct PendingRecord {
+  Priority priority;
+  std::uint32_t offset;
+  std::uint32_t size;
+};
+
+struct CommitOutcome {
+  std::size_t committed = 0;
+  std::size_t dropped_journal_full = 0;  // the batch did not fit at max_map_bytes
+  std::size_t dropped_error = 0;         // the batch hit another LMDB / I/O error
+  std::array<std::size_t, 4> evicted{};
+  std::string error;  // why records were dropped, if they were
+};
+
+class Journal {
+ public:
+  // Creates the directory (0700) if needed, refuses a symbolic link, a non-directory
+  // or a directory writable by group/others, takes the directory lock (one owner, in
+  // any process), opens or creates the environment (files 0600), clears stale reader
+  // slots and checks the format version. Throws flightlog::Error.
+  static std::unique_ptr<Journal> open_for_writing(const JournalConfig& config);
+
+  // Opens an existing journal read-only, without the directory lock, so it can be read
+  // while a writer works. Throws flightlog::Error if there is no journal, it is not a
+  // flightlog journal, or its format is unknown.
+  static std::unique_ptr<Journal> open_read_only(const std::filesystem::path& dir);
+
+  ~Journal();
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  const std::string& journal_id() const noexcept { return journal_id_; }
+  const std::filesystem::path& dir() const noexcept { return dir_; }
+
+  // Write side. Appends the records in order with consecutive sequence numbers (one
+  // write transaction), evicts the oldest records of the lowest priority while more
+  // than `max_queued` are queued (0 = no limit), and persists next_seq and counters in
+  // the same transaction. On MDB_MAP_FULL the map doubles (up to max_map_bytes) and the
+  // batch is retried; if it still does not fit, the whole batch is dropped and counted.
+  CommitOutcome commit(std::span<const std::byte> arena, std::span<const PendingRecord> records,
+                       std::size_t max_queued);
+
+  // Write side. Deletes queued and failed records stamped before `cutoff_ns`, in
+  // transactions of bounded size. Returns how many. Records too damaged to read a
+  // timestamp from are kept (the dump reports them).
+  std::size_t cleanup_before(std::int64_t cutoff_ns);
+
+  // Write side. Flushes the environment to the device (mdb_env_sync, forced).
+  void sync_to_device();
+
+  // Any thread. Visits records of `set` with seq >= from_seq in key order, at most
+  // `limit`, inside one short read transaction; `fn` must not keep the spans. Returns
+  // the seq to continue from, or 0 when the set has no more records.
+  using Visitor = std::function<void(std::uint64_t seq, std::span<const std::byte> bytes)>;
+  std::uint64_t scan(RecordSet set, std::uint64_t from_seq, std::size_t limit,
+                     const Visitor& fn) const;
+
+  // Any thread. As of the last write-side transaction (read-only journals: as of open
+  // or the last refresh_counts()).
+  JournalCounts counts() const;
+  void refresh_counts();
+
+ private:
+  Journal() = default;
+  void open_env(unsigned flags, std::size_t initial_map_bytes);
+  void open_databases(bool create);
+  void load_meta(bool create);
+  void grow_map_locked();
+  bool begin_read(MDB_txn** txn) const;
+  void store_counts(MDB_txn* txn);
+
+  std::filesystem::path dir_;
+  std::unique_ptr<DirLock> lock_;
+  MDB_env* env_ = nullptr;
+  bool read_only_ = false;
+  std::size_t max_map_bytes_ = 0;
+  std::array<MDB_dbi, kRecordSets> dbi_{};
+  MDB_dbi meta_dbi_ = 0;
+  std::string journal_id_;
+  std::uint64_t next_seq_ = 1;  // write side only
+  std::array<std::uint64_t, 4> evicted_{};
+  std::uint64_t cleaned_up_ = 0;
+
+  mutable std::shared_mutex resize_mu_;  // shared: read txns; exclusive: map growth
+  mutable std::mutex counts_mu_;
+  JournalCounts counts_;
+};
+
+}  // namespace flightlog::detail
