@@ -53,29 +53,29 @@ class Schema {
 // Counted since this Client started, except where noted as persistent.
 struct DropCounts {
   std::array<std::uint64_t, kPriorityCount> queue_full{};  // in-memory queue full (Drop)
-  std::uint64_t too_large = 0;                              // over max_record_bytes
-  std::uint64_t invalid = 0;                                // see LogResult::Invalid
-  std::uint64_t closed = 0;                                 // logged during shutdown
-  std::uint64_t journal_full = 0;  // batch did not fit even at journal_max_bytes
-  std::uint64_t journal_error = 0; // batch lost to an I/O error of the journal
+  std::uint64_t too_large = 0;                             // over max_record_bytes
+  std::uint64_t invalid = 0;                               // see LogResult::Invalid
+  std::uint64_t closed = 0;                                // logged during shutdown
+  std::uint64_t journal_full = 0;   // batch did not fit even at journal_max_bytes
+  std::uint64_t journal_error = 0;  // batch lost to an I/O error of the journal
   // Persistent (kept in the journal across restarts):
   std::array<std::uint64_t, kPriorityCount> evicted{};  // over offline_max_queue_size
-  std::uint64_t cleaned_up = 0;                          // removed by cleanup_offline_queue
+  std::uint64_t cleaned_up = 0;                         // removed by cleanup_offline_queue
 };
 
 struct OfflineStatus {
   // Records waiting to be synced: committed in the journal plus still in memory.
   std::size_t queue_size = 0;
   std::array<std::size_t, kPriorityCount> queue_size_by_priority{};  // journal only
-  std::size_t in_memory = 0;       // accepted, not yet committed (approximate)
-  std::size_t failed_count = 0;    // records in the journal's failed set
+  std::size_t in_memory = 0;     // accepted, not yet committed (approximate)
+  std::size_t failed_count = 0;  // records in the journal's failed set
   std::optional<std::chrono::system_clock::time_point> last_sync_time;  // last upload
-  std::uint64_t synced_total = 0;  // uploaded since start
-  std::uint64_t committed_total = 0;  // committed since start
-  std::uint64_t next_seq = 0;         // sequence the next committed record gets
-  std::string journal_id;             // instance id, the prefix of every record id
-  std::size_t journal_map_bytes = 0;  // current map size
-  std::size_t journal_used_bytes = 0; // pages in use (data + free list)
+  std::uint64_t synced_total = 0;                                       // uploaded since start
+  std::uint64_t committed_total = 0;                                    // committed since start
+  std::uint64_t next_seq = 0;          // sequence the next committed record gets
+  std::string journal_id;              // instance id, the prefix of every record id
+  std::size_t journal_map_bytes = 0;   // current map size
+  std::size_t journal_used_bytes = 0;  // pages in use (data + free list)
   DropCounts dropped;
 };
 
@@ -139,7 +139,8 @@ class Client {
   // and returns how many. Throws flightlog::Error for a negative age.
   template <typename Rep, typename Period>
   std::size_t cleanup_offline_queue(std::chrono::duration<Rep, Period> older_than) {
-    return cleanup_older_than(std::chrono::duration_cast<std::chrono::duration<double>>(older_than));
+    return cleanup_older_than(
+        std::chrono::duration_cast<std::chrono::duration<double>>(older_than));
   }
 
   class Impl;  // internal; declared here so the implementation can name it

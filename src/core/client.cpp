@@ -38,9 +38,12 @@ inline void cpu_relax() noexcept {
 inline std::size_t encoded_size(const Value& v) noexcept {
   switch (v.type()) {
     case Value::Type::Double:
-    case Value::Type::Int: return 8;
-    case Value::Type::Bool: return 1;
-    case Value::Type::String: return 4 + v.as_string().size();
+    case Value::Type::Int:
+      return 8;
+    case Value::Type::Bool:
+      return 1;
+    case Value::Type::String:
+      return 4 + v.as_string().size();
   }
   return 0;
 }
@@ -85,7 +88,9 @@ inline std::size_t field_size(const Field& f) noexcept {
 }
 
 // Preallocates a full share (kProducerSlots) for every allowed producer thread.
-SlotQueue make_queue(const Options& o) { return SlotQueue(kProducerSlots, o.max_producer_threads, 0); }
+SlotQueue make_queue(const Options& o) {
+  return SlotQueue(kProducerSlots, o.max_producer_threads, 0);
+}
 
 }  // namespace
 
@@ -113,7 +118,8 @@ class Client::Impl {
     wc.periodic_sync_interval = options_.periodic_sync_interval;
     wc.max_queued = options_.offline_max_queue_size;
     wc.max_record_slots = max_record_slots_;
-    writer_ = std::make_unique<Writer>(wc, *journal_, queues_, producers_, schemas_, writer_counters_);
+    writer_ =
+        std::make_unique<Writer>(wc, *journal_, queues_, producers_, schemas_, writer_counters_);
   }
 
   ~Impl() {
@@ -141,9 +147,13 @@ class Client::Impl {
     Producer* pr = producers_.local();
     if (pr == nullptr) return reject(hot_.invalid, LogResult::Invalid);
 
-    const SlotHeader h{now, schema_id, static_cast<std::uint16_t>(slots_for(bytes)),
-                       RecordKind::Prediction, static_cast<std::uint8_t>(in.size()),
-                       static_cast<std::uint8_t>(out.size()), 0};
+    const SlotHeader h{now,
+                       schema_id,
+                       static_cast<std::uint16_t>(slots_for(bytes)),
+                       RecordKind::Prediction,
+                       static_cast<std::uint8_t>(in.size()),
+                       static_cast<std::uint8_t>(out.size()),
+                       0};
     auto fill = [&](std::byte* dst) noexcept {
       write_slot_header(dst, h);
       std::byte* tags = dst + kSlotHeaderBytes;
@@ -170,7 +180,8 @@ class Client::Impl {
                        const Field* out, std::size_t n_out, Priority p) noexcept {
     const std::uint64_t now = hot_timestamp();
     if (closed_.load(std::memory_order_relaxed)) return reject(hot_.closed, LogResult::Closed);
-    if (n_in > 255 || n_out > 255 || name.size() > 255) return reject(hot_.invalid, LogResult::Invalid);
+    if (n_in > 255 || n_out > 255 || name.size() > 255)
+      return reject(hot_.invalid, LogResult::Invalid);
     std::size_t bytes = kSlotHeaderBytes + name.size();
     for (std::size_t i = 0; i < n_in; ++i) bytes += field_size(in[i]);
     for (std::size_t i = 0; i < n_out; ++i) bytes += field_size(out[i]);
@@ -179,8 +190,12 @@ class Client::Impl {
     Producer* pr = producers_.local();
     if (pr == nullptr) return reject(hot_.invalid, LogResult::Invalid);
 
-    const SlotHeader h{now, 0, static_cast<std::uint16_t>(slots_for(bytes)), kind,
-                       static_cast<std::uint8_t>(n_in), static_cast<std::uint8_t>(n_out),
+    const SlotHeader h{now,
+                       0,
+                       static_cast<std::uint16_t>(slots_for(bytes)),
+                       kind,
+                       static_cast<std::uint8_t>(n_in),
+                       static_cast<std::uint8_t>(n_out),
                        static_cast<std::uint8_t>(name.size())};
     auto fill = [&](std::byte* dst) noexcept {
       write_slot_header(dst, h);
@@ -347,15 +362,21 @@ Schema Client::schema(std::initializer_list<std::string_view> inputs,
   return s;
 }
 
-void Client::flush() { impl_->flush(std::nullopt); }
+void Client::flush() {
+  impl_->flush(std::nullopt);
+}
 
 bool Client::flush_for(std::chrono::milliseconds timeout) {
   return impl_->flush(std::chrono::steady_clock::now() + timeout);
 }
 
-OfflineStatus Client::get_offline_status() const { return impl_->status(); }
+OfflineStatus Client::get_offline_status() const {
+  return impl_->status();
+}
 
-SyncResult Client::sync_offline_queue() { return {}; }
+SyncResult Client::sync_offline_queue() {
+  return {};
+}
 
 std::size_t Client::cleanup_older_than(std::chrono::duration<double> older_than) {
   return impl_->cleanup(older_than);

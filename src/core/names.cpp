@@ -8,10 +8,14 @@ namespace flightlog {
 
 std::string_view to_string(Priority p) noexcept {
   switch (p) {
-    case Priority::Critical: return "CRITICAL";
-    case Priority::High: return "HIGH";
-    case Priority::Normal: return "NORMAL";
-    case Priority::Low: return "LOW";
+    case Priority::Critical:
+      return "CRITICAL";
+    case Priority::High:
+      return "HIGH";
+    case Priority::Normal:
+      return "NORMAL";
+    case Priority::Low:
+      return "LOW";
   }
   return "UNKNOWN";
 }
@@ -31,11 +35,16 @@ std::optional<Priority> parse_priority(std::string_view text) noexcept {
 
 std::string_view to_string(LogResult r) noexcept {
   switch (r) {
-    case LogResult::Ok: return "ok";
-    case LogResult::QueueFull: return "queue_full";
-    case LogResult::TooLarge: return "too_large";
-    case LogResult::Invalid: return "invalid";
-    case LogResult::Closed: return "closed";
+    case LogResult::Ok:
+      return "ok";
+    case LogResult::QueueFull:
+      return "queue_full";
+    case LogResult::TooLarge:
+      return "too_large";
+    case LogResult::Invalid:
+      return "invalid";
+    case LogResult::Closed:
+      return "closed";
   }
   return "unknown";
 }

@@ -12,7 +12,9 @@ void require(bool ok, const char* option, const std::string& rule) {
   if (!ok) throw Error(std::string("invalid option ") + option + ": " + rule);
 }
 
-std::string n(std::size_t v) { return std::to_string(v); }
+std::string n(std::size_t v) {
+  return std::to_string(v);
+}
 
 }  // namespace
 
@@ -41,8 +43,8 @@ void validate_options(const Options& o) {
           "durability", "is not a Durability value");
   require(o.batch_max_records >= 1 && o.batch_max_records <= 1'000'000, "batch_max_records",
           "must be between 1 and 1000000, got " + n(o.batch_max_records));
-  require(o.batch_max_delay > microseconds(0) && o.batch_max_delay <= seconds(10), "batch_max_delay",
-          "must be between 1 us and 10 s");
+  require(o.batch_max_delay > microseconds(0) && o.batch_max_delay <= seconds(10),
+          "batch_max_delay", "must be between 1 us and 10 s");
   require(o.writer_poll_interval > microseconds(0) && o.writer_poll_interval <= seconds(1),
           "writer_poll_interval", "must be between 1 us and 1 s");
   require(o.periodic_sync_interval > milliseconds(0) && o.periodic_sync_interval <= hours(1),

@@ -78,8 +78,8 @@ std::string read_field(Reader& r, DecodedField& f) {
 
 std::uint32_t record_crc(std::span<const std::byte> record) noexcept {
   if (record.size() < 8) return 0;
-  return static_cast<std::uint32_t>(
-      crc32(0L, reinterpret_cast<const Bytef*>(record.data() + 8), static_cast<uInt>(record.size() - 8)));
+  return static_cast<std::uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(record.data() + 8),
+                                          static_cast<uInt>(record.size() - 8)));
 }
 
 std::string decode_record(std::span<const std::byte> bytes, DecodedRecord& out) {
@@ -133,8 +133,8 @@ bool peek_timestamp(std::span<const std::byte> bytes, std::int64_t& ts_ns) noexc
   return true;
 }
 
-void RecordEncoder::begin(std::uint8_t kind, Priority p, std::int64_t ts_ns,
-                          std::string_view name, std::uint8_t n_inputs, std::uint8_t n_outputs) {
+void RecordEncoder::begin(std::uint8_t kind, Priority p, std::int64_t ts_ns, std::string_view name,
+                          std::uint8_t n_inputs, std::uint8_t n_outputs) {
   start_ = arena_.size();
   arena_.resize(start_ + kRecordHeaderBytes + name.size());
   std::byte* h = arena_.data() + start_;
@@ -171,7 +171,8 @@ std::vector<std::byte> with_failure(std::span<const std::byte> record, std::uint
   // The caller passes a record that decoded cleanly; its old reason sits at the end.
   const auto old_reason = static_cast<std::size_t>(record[22]);
   reason = reason.substr(0, 255);
-  std::vector<std::byte> out(record.begin(), record.end() - static_cast<std::ptrdiff_t>(old_reason));
+  std::vector<std::byte> out(record.begin(),
+                             record.end() - static_cast<std::ptrdiff_t>(old_reason));
   out.insert(out.end(), reinterpret_cast<const std::byte*>(reason.data()),
              reinterpret_cast<const std::byte*>(reason.data()) + reason.size());
   store<std::uint16_t>(out.data() + 16, attempts);

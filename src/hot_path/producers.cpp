@@ -35,8 +35,7 @@ thread_local ThreadRegistrations t_registrations;
 
 thread_local ProducerRegistry::CacheEntry ProducerRegistry::t_cache_[kCacheEntries] = {};
 
-Producer::Producer(QueueSet& queues, std::size_t staging_slots)
-    : staging(new Slot[staging_slots]) {
+Producer::Producer(QueueSet& queues, std::size_t staging_slots) : staging(new Slot[staging_slots]) {
   for (std::size_t p = 0; p < tokens.size(); ++p) {
     tokens[p] = std::make_unique<ProducerToken>(queues[p]);
   }

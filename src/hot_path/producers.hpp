@@ -30,7 +30,7 @@ using QueueSet = std::array<SlotQueue, 4>;
 struct Producer {
   Producer(QueueSet& queues, std::size_t staging_slots);
   std::array<std::unique_ptr<ProducerToken>, 4> tokens;  // one per priority
-  std::unique_ptr<Slot[]> staging;  // where multi-slot records are assembled
+  std::unique_ptr<Slot[]> staging;                       // where multi-slot records are assembled
   std::atomic<bool> in_use{true};
 };
 

@@ -38,9 +38,9 @@ struct SlotHeader {
   std::uint32_t schema_id;  // 0 = named form (names inline), else Schema id
   std::uint16_t n_slots;    // slots in this record, including this one
   RecordKind kind;
-  std::uint8_t n_inputs;    // fields of an event count as inputs
+  std::uint8_t n_inputs;  // fields of an event count as inputs
   std::uint8_t n_outputs;
-  std::uint8_t name_len;    // event name length; 0 for predictions
+  std::uint8_t name_len;  // event name length; 0 for predictions
 };
 inline constexpr std::size_t kSlotHeaderBytes = 18;
 

@@ -18,7 +18,9 @@ constexpr const char* kSetNames[kRecordSets] = {"critical", "high", "normal", "l
 constexpr const char* kMetaName = "meta";
 constexpr std::size_t kCleanupDeletesPerTxn = 10'000;
 
-std::string quoted(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+std::string quoted(const std::filesystem::path& p) {
+  return "'" + p.string() + "'";
+}
 
 void be64(std::uint64_t v, unsigned char out[8]) noexcept {
   for (int i = 7; i >= 0; --i) {
@@ -38,7 +40,9 @@ MDB_val val_of(const void* data, std::size_t size) {
   return MDB_val{size, const_cast<void*>(data)};
 }
 
-MDB_val key_of(const char* name) { return val_of(name, std::strlen(name)); }
+MDB_val key_of(const char* name) {
+  return val_of(name, std::strlen(name));
+}
 
 // RAII for transactions: aborts unless committed.
 class Txn {
@@ -114,10 +118,15 @@ std::unique_ptr<Journal> Journal::open_for_writing(const JournalConfig& config) 
   j->max_map_bytes_ = config.max_map_bytes;
   unsigned flags = MDB_NOTLS;
   switch (config.durability) {
-    case Durability::Full: break;
-    case Durability::NoMetaSync: flags |= MDB_NOMETASYNC; break;
+    case Durability::Full:
+      break;
+    case Durability::NoMetaSync:
+      flags |= MDB_NOMETASYNC;
+      break;
     case Durability::Periodic:
-    case Durability::None: flags |= MDB_NOSYNC; break;
+    case Durability::None:
+      flags |= MDB_NOSYNC;
+      break;
   }
   j->open_env(flags, config.initial_map_bytes);
   // Readers of processes that died (kill -9) leave slots that would pin pages forever.
@@ -241,7 +250,8 @@ void Journal::load_meta(bool create) {
   }
   if (rc != 0) throw Error(lmdb_error("cannot read meta of journal", dir_, rc));
   std::uint32_t version = 0;
-  if (v.mv_size != sizeof version) throw Error("journal " + quoted(dir_) + " has a damaged format version");
+  if (v.mv_size != sizeof version)
+    throw Error("journal " + quoted(dir_) + " has a damaged format version");
   std::memcpy(&version, v.mv_data, sizeof version);
   if (version != kJournalFormatVersion) {
     throw Error("journal " + quoted(dir_) + " has format version " + std::to_string(version) +
@@ -255,7 +265,8 @@ void Journal::load_meta(bool create) {
   journal_id_.assign(static_cast<const char*>(v.mv_data), v.mv_size);
   k = key_of("next_seq");
   next_seq_ = 1;
-  if (mdb_get(txn.get(), meta_dbi_, &k, &v) == 0 && v.mv_size == 8) next_seq_ = from_be64(v.mv_data);
+  if (mdb_get(txn.get(), meta_dbi_, &k, &v) == 0 && v.mv_size == 8)
+    next_seq_ = from_be64(v.mv_data);
   // Never reuse a sequence, even if meta lags the data: resume after the largest key.
   for (std::size_t i = 0; i < kRecordSets; ++i) {
     Cursor c(txn.get(), dbi_[i]);
@@ -416,7 +427,8 @@ CommitOutcome Journal::commit(std::span<const std::byte> arena,
         continue;  // retry the whole batch in the larger map
       }
       out.dropped_journal_full = records.size();
-      out.error = "journal is full at journal_max_bytes (" + std::to_string(max_map_bytes_) + " bytes)";
+      out.error =
+          "journal is full at journal_max_bytes (" + std::to_string(max_map_bytes_) + " bytes)";
       return out;
     }
     out.dropped_error = records.size();
@@ -443,8 +455,8 @@ std::size_t Journal::cleanup_before(std::int64_t cutoff_ns) {
         int rc = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
         while (rc == 0) {
           std::int64_t ts = 0;
-          const bool readable = peek_timestamp(
-              {static_cast<const std::byte*>(v.mv_data), v.mv_size}, ts);
+          const bool readable =
+              peek_timestamp({static_cast<const std::byte*>(v.mv_data), v.mv_size}, ts);
           if (readable && ts < cutoff_ns) {
             if (mdb_cursor_del(c.get(), 0) != 0) break;
             ++deleted;
@@ -482,7 +494,9 @@ std::size_t Journal::cleanup_before(std::int64_t cutoff_ns) {
   return removed;
 }
 
-void Journal::sync_to_device() { mdb_env_sync(env_, 1); }
+void Journal::sync_to_device() {
+  mdb_env_sync(env_, 1);
+}
 
 std::uint64_t Journal::scan(RecordSet set, std::uint64_t from_seq, std::size_t limit,
                             const Visitor& fn) const {

@@ -14,8 +14,10 @@ constexpr std::size_t kMaxBatchBytes = std::size_t{64} << 20;
 std::size_t value_size(Value::Type type, const std::byte* p) noexcept {
   switch (type) {
     case Value::Type::Double:
-    case Value::Type::Int: return 8;
-    case Value::Type::Bool: return 1;
+    case Value::Type::Int:
+      return 8;
+    case Value::Type::Bool:
+      return 1;
     case Value::Type::String: {
       std::uint32_t len;
       std::memcpy(&len, p, 4);
@@ -43,7 +45,9 @@ Writer::Writer(const WriterConfig& config, Journal& journal, QueueSet& queues,
   thread_ = std::thread([this] { run(); });
 }
 
-Writer::~Writer() { stop(); }
+Writer::~Writer() {
+  stop();
+}
 
 void Writer::stop() {
   stop_.store(true, std::memory_order_release);
@@ -99,8 +103,7 @@ void Writer::run() {
       std::unique_lock lock(mu_);
       wake_.wait_for(lock, config_.poll_interval, [&] {
         return stop_.load(std::memory_order_relaxed) ||
-               flush_requested_.load(std::memory_order_relaxed) > flush_done_ ||
-               !commands_.empty();
+               flush_requested_.load(std::memory_order_relaxed) > flush_done_ || !commands_.empty();
       });
     }
   }

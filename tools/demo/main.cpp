@@ -31,9 +31,10 @@ fl::Priority w2_priority(std::uint32_t r) {
 }
 
 void print_status(const fl::OfflineStatus& s) {
-  std::printf("status: queue_size=%zu (CRITICAL %zu, HIGH %zu, NORMAL %zu, LOW %zu) in_memory=%zu\n",
-              s.queue_size, s.queue_size_by_priority[0], s.queue_size_by_priority[1],
-              s.queue_size_by_priority[2], s.queue_size_by_priority[3], s.in_memory);
+  std::printf(
+      "status: queue_size=%zu (CRITICAL %zu, HIGH %zu, NORMAL %zu, LOW %zu) in_memory=%zu\n",
+      s.queue_size, s.queue_size_by_priority[0], s.queue_size_by_priority[1],
+      s.queue_size_by_priority[2], s.queue_size_by_priority[3], s.in_memory);
   std::printf("        failed_count=%zu committed_total=%llu next_seq=%llu journal_id=%s\n",
               s.failed_count, static_cast<unsigned long long>(s.committed_total),
               static_cast<unsigned long long>(s.next_seq), s.journal_id.c_str());
@@ -41,13 +42,14 @@ void print_status(const fl::OfflineStatus& s) {
   for (auto v : s.dropped.queue_full) full += v;
   std::uint64_t evicted = 0;
   for (auto v : s.dropped.evicted) evicted += v;
-  std::printf("        dropped: queue_full=%llu too_large=%llu invalid=%llu journal_full=%llu "
-              "evicted=%llu cleaned_up=%llu\n",
-              static_cast<unsigned long long>(full), static_cast<unsigned long long>(s.dropped.too_large),
-              static_cast<unsigned long long>(s.dropped.invalid),
-              static_cast<unsigned long long>(s.dropped.journal_full),
-              static_cast<unsigned long long>(evicted),
-              static_cast<unsigned long long>(s.dropped.cleaned_up));
+  std::printf(
+      "        dropped: queue_full=%llu too_large=%llu invalid=%llu journal_full=%llu "
+      "evicted=%llu cleaned_up=%llu\n",
+      static_cast<unsigned long long>(full), static_cast<unsigned long long>(s.dropped.too_large),
+      static_cast<unsigned long long>(s.dropped.invalid),
+      static_cast<unsigned long long>(s.dropped.journal_full),
+      static_cast<unsigned long long>(evicted),
+      static_cast<unsigned long long>(s.dropped.cleaned_up));
   std::printf("        journal: map %zu MiB, used %zu KiB\n", s.journal_map_bytes >> 20,
               s.journal_used_bytes >> 10);
 }
@@ -61,9 +63,12 @@ int main(int argc, char** argv) {
   std::size_t per_thread = 250'000;
   std::size_t show = 5;
   app.add_option("--dir", dir, "Journal directory")->capture_default_str();
-  app.add_option("--threads", threads, "Logging threads")->check(CLI::Range(1, 64))->capture_default_str();
+  app.add_option("--threads", threads, "Logging threads")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   app.add_option("--records", per_thread, "Records per thread")->capture_default_str();
-  app.add_option("--show", show, "Records of the journal to print at the end")->capture_default_str();
+  app.add_option("--show", show, "Records of the journal to print at the end")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -98,7 +103,8 @@ int main(int argc, char** argv) {
     }
     for (auto& w : workers) w.join();
     client.flush();
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("accepted %llu records; committed in %.3f s (%.0f records/s)\n",
                 static_cast<unsigned long long>(accepted.load()), secs,
                 static_cast<double>(accepted.load()) / secs);
@@ -114,12 +120,14 @@ int main(int argc, char** argv) {
   fd::DecodedRecord rec;
   std::string line;
   for (std::size_t s = 0; s < 4; ++s) {
-    journal->scan(static_cast<fd::RecordSet>(s), 0, show, [&](std::uint64_t seq, std::span<const std::byte> b) {
-      if (!fd::decode_record(b, rec).empty()) return;
-      line.clear();
-      fd::append_record_json(line, journal->journal_id(), seq, rec, fd::RecordState::Queued);
-      std::printf("%s\n", line.c_str());
-    });
+    journal->scan(static_cast<fd::RecordSet>(s), 0, show,
+                  [&](std::uint64_t seq, std::span<const std::byte> b) {
+                    if (!fd::decode_record(b, rec).empty()) return;
+                    line.clear();
+                    fd::append_record_json(line, journal->journal_id(), seq, rec,
+                                           fd::RecordState::Queued);
+                    std::printf("%s\n", line.c_str());
+                  });
   }
   return 0;
 }

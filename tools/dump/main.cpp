@@ -52,22 +52,24 @@ int main(int argc, char** argv) {
   fd::DecodedRecord rec;
   for (std::size_t s = 0; s < fd::kRecordSets; ++s) {
     const auto set = static_cast<fd::RecordSet>(s);
-    const auto state = set == fd::RecordSet::Failed ? fd::RecordState::Failed : fd::RecordState::Queued;
+    const auto state =
+        set == fd::RecordSet::Failed ? fd::RecordState::Failed : fd::RecordState::Queued;
     std::uint64_t from = 0;
     do {
-      from = journal->scan(set, from, chunk, [&](std::uint64_t seq, std::span<const std::byte> bytes) {
-        const std::string err = fd::decode_record(bytes, rec);
-        if (!err.empty()) {
-          ++damaged;
-          std::cerr << "flightlog-dump: damaged record in set '" << fd::record_set_name(set)
-                    << "' key " << seq << ": " << err << "\n";
-          return;
-        }
-        line.clear();
-        fd::append_record_json(line, journal->journal_id(), seq, rec, state);
-        line.push_back('\n');
-        std::fwrite(line.data(), 1, line.size(), stdout);
-      });
+      from =
+          journal->scan(set, from, chunk, [&](std::uint64_t seq, std::span<const std::byte> bytes) {
+            const std::string err = fd::decode_record(bytes, rec);
+            if (!err.empty()) {
+              ++damaged;
+              std::cerr << "flightlog-dump: damaged record in set '" << fd::record_set_name(set)
+                        << "' key " << seq << ": " << err << "\n";
+              return;
+            }
+            line.clear();
+            fd::append_record_json(line, journal->journal_id(), seq, rec, state);
+            line.push_back('\n');
+            std::fwrite(line.data(), 1, line.size(), stdout);
+          });
     } while (from != 0);
   }
   std::fflush(stdout);
