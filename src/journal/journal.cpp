@@ -494,6 +494,158 @@ std::size_t Journal::cleanup_before(std::int64_t cutoff_ns) {
   return removed;
 }
 
+int Journal::write_txn(const std::function<int(MDB_txn*)>& body) {
+  for (;;) {
+    Txn txn;
+    int rc = mdb_txn_begin(env_, nullptr, 0, txn.out());
+    if (rc != 0) return rc;
+    rc = body(txn.get());
+    if (rc == 0) {
+      store_counts(txn.get());
+      rc = txn.commit();
+      if (rc == 0) return 0;
+      refresh_counts();
+    }
+    txn.abort();
+    if (rc != MDB_MAP_FULL) return rc;
+    MDB_envinfo info{};
+    mdb_env_info(env_, &info);
+    if (info.me_mapsize >= max_map_bytes_) return rc;
+    grow_map_locked();
+  }
+}
+
+namespace {
+
+// Reads record `seq` of `dbi` into `out` (a copy: the txn's pages may change under a put).
+int get_record(MDB_txn* txn, MDB_dbi dbi, std::uint64_t seq, std::vector<std::byte>& out) {
+  unsigned char key[8];
+  be64(seq, key);
+  MDB_val k = val_of(key, 8), v;
+  int rc = mdb_get(txn, dbi, &k, &v);
+  if (rc != 0) return rc;
+  const auto* b = static_cast<const std::byte*>(v.mv_data);
+  out.assign(b, b + v.mv_size);
+  return 0;
+}
+
+int put_record(MDB_txn* txn, MDB_dbi dbi, std::uint64_t seq, std::span<const std::byte> bytes) {
+  unsigned char key[8];
+  be64(seq, key);
+  MDB_val k = val_of(key, 8), v = val_of(bytes.data(), bytes.size());
+  return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+int del_record(MDB_txn* txn, MDB_dbi dbi, std::uint64_t seq) {
+  unsigned char key[8];
+  be64(seq, key);
+  MDB_val k = val_of(key, 8);
+  return mdb_del(txn, dbi, &k, nullptr);
+}
+
+}  // namespace
+
+std::size_t Journal::remove_delivered(std::span<const RecordRef> refs) {
+  std::size_t removed = 0;
+  const int rc = write_txn([&](MDB_txn* txn) {
+    removed = 0;
+    for (const auto& r : refs) {
+      const int d = del_record(txn, dbi_[static_cast<std::size_t>(r.set)], r.seq);
+      if (d == 0) ++removed;
+      else if (d != MDB_NOTFOUND) return d;
+    }
+    return 0;
+  });
+  return rc == 0 ? removed : 0;
+}
+
+std::size_t Journal::count_attempt(std::span<const RecordRef> refs, std::uint16_t max_attempts,
+                                   std::uint16_t status, std::string_view reason) {
+  std::size_t moved = 0;
+  std::vector<std::byte> buf;
+  const int rc = write_txn([&](MDB_txn* txn) {
+    moved = 0;
+    for (const auto& r : refs) {
+      const MDB_dbi from = dbi_[static_cast<std::size_t>(r.set)];
+      int g = get_record(txn, from, r.seq, buf);
+      if (g == MDB_NOTFOUND) continue;
+      if (g != 0) return g;
+      DecodedRecord rec;
+      if (!decode_record(buf, rec).empty()) continue;  // damaged: left for the dump to report
+      const auto attempts = static_cast<std::uint16_t>(rec.attempts + 1);
+      auto updated = with_failure(buf, attempts, status, reason);
+      if (attempts >= max_attempts) {
+        g = del_record(txn, from, r.seq);
+        if (g == 0) g = put_record(txn, dbi_[static_cast<std::size_t>(RecordSet::Failed)], r.seq, updated);
+        if (g != 0) return g;
+        ++moved;
+      } else {
+        g = put_record(txn, from, r.seq, updated);
+        if (g != 0) return g;
+      }
+    }
+    return 0;
+  });
+  return rc == 0 ? moved : 0;
+}
+
+std::size_t Journal::move_to_failed(std::span<const RecordRef> refs, std::uint16_t status,
+                                    std::string_view reason) {
+  std::size_t moved = 0;
+  std::vector<std::byte> buf;
+  const int rc = write_txn([&](MDB_txn* txn) {
+    moved = 0;
+    for (const auto& r : refs) {
+      const MDB_dbi from = dbi_[static_cast<std::size_t>(r.set)];
+      int g = get_record(txn, from, r.seq, buf);
+      if (g == MDB_NOTFOUND) continue;
+      if (g != 0) return g;
+      DecodedRecord rec;
+      std::vector<std::byte> updated = buf;
+      if (decode_record(buf, rec).empty()) updated = with_failure(buf, rec.attempts, status, reason);
+      g = del_record(txn, from, r.seq);
+      if (g == 0) g = put_record(txn, dbi_[static_cast<std::size_t>(RecordSet::Failed)], r.seq, updated);
+      if (g != 0) return g;
+      ++moved;
+    }
+    return 0;
+  });
+  return rc == 0 ? moved : 0;
+}
+
+std::size_t Journal::requeue_failed(std::optional<Priority> only) {
+  std::size_t moved = 0;
+  const int rc = write_txn([&](MDB_txn* txn) {
+    moved = 0;
+    // Collect first: putting into another DB while iterating this one is fine in LMDB,
+    // but deleting under the cursor while we also put keeps the loop simpler this way.
+    std::vector<std::pair<std::uint64_t, std::vector<std::byte>>> items;
+    {
+      Cursor c(txn, dbi_[static_cast<std::size_t>(RecordSet::Failed)]);
+      MDB_val k, v;
+      for (int r = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST); r == 0;
+           r = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8) continue;
+        std::span<const std::byte> bytes(static_cast<const std::byte*>(v.mv_data), v.mv_size);
+        DecodedRecord rec;
+        if (!decode_record(bytes, rec).empty()) continue;
+        if (only && rec.priority != *only) continue;
+        items.emplace_back(from_be64(k.mv_data), with_failure(bytes, 0, 0, {}));
+      }
+    }
+    for (auto& [seq, bytes] : items) {
+      DecodedRecord rec;
+      decode_record(bytes, rec);
+      int g = del_record(txn, dbi_[static_cast<std::size_t>(RecordSet::Failed)], seq);
+      if (g == 0) g = put_record(txn, dbi_[static_cast<std::size_t>(rec.priority)], seq, bytes);
+      if (g != 0) return g;
+      ++moved;
+    }
+    return 0;
+  });
+  return rc == 0 ? moved : 0;
+}
+
 void Journal::sync_to_device() {
   mdb_env_sync(env_, 1);
 }

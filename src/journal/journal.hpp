@@ -25,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <span>
 #include <string>
@@ -62,6 +63,12 @@ struct PendingRecord {
   Priority priority;
   std::uint32_t offset;
   std::uint32_t size;
+};
+
+// A record's place in the journal.
+struct RecordRef {
+  RecordSet set;
+  std::uint64_t seq;
 };
 
 struct CommitOutcome {
@@ -105,6 +112,25 @@ class Journal {
   // timestamp from are kept (the dump reports them).
   std::size_t cleanup_before(std::int64_t cutoff_ns);
 
+  // --- Delivery bookkeeping (write side; each call is one transaction) ---------------
+
+  // Deletes records the receiver accepted. Returns how many were still there.
+  std::size_t remove_delivered(std::span<const RecordRef> refs);
+
+  // Counts one attempt on each queued record; a record reaching `max_attempts` moves to
+  // the failed set with `status` and `reason`. Returns how many moved.
+  std::size_t count_attempt(std::span<const RecordRef> refs, std::uint16_t max_attempts,
+                            std::uint16_t status, std::string_view reason);
+
+  // Moves queued records to the failed set now (the receiver rejected them).
+  std::size_t move_to_failed(std::span<const RecordRef> refs, std::uint16_t status,
+                             std::string_view reason);
+
+  // Moves failed records (all, or those of one priority) back to their priority's queue
+  // with attempts reset, keeping their sequence numbers (and so their ids). Returns how
+  // many.
+  std::size_t requeue_failed(std::optional<Priority> only);
+
   // Write side. Flushes the environment to the device (mdb_env_sync, forced).
   void sync_to_device();
 
@@ -128,6 +154,9 @@ class Journal {
   void grow_map_locked();
   bool begin_read(MDB_txn** txn) const;
   void store_counts(MDB_txn* txn);
+  // Runs `body` in a write transaction and commits it, growing the map and retrying on
+  // MDB_MAP_FULL. `body` returns an LMDB code (0 = commit). Returns the final code.
+  int write_txn(const std::function<int(MDB_txn*)>& body);
 
   std::filesystem::path dir_;
   std::unique_ptr<DirLock> lock_;
