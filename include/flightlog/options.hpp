@@ -35,6 +35,16 @@ enum class Durability : std::uint8_t {
   None,
 };
 
+// The body format of uploads. See the README's "Formats" section.
+enum class UploadFormat : std::uint8_t {
+  // POST to `endpoint`, one JSON object per line (application/x-ndjson),
+  // `Authorization: Bearer <api_key>`, an `Idempotency-Key` per batch.
+  Ndjson,
+  // POST `INSERT INTO <clickhouse_table> FORMAT JSONEachRow` to a ClickHouse HTTP(S)
+  // interface, with X-ClickHouse-User / X-ClickHouse-Key (the api_key).
+  ClickHouse,
+};
+
 // What log_prediction() does when the in-memory queue of a priority is full (the
 // writer cannot keep up, or the journal is stalled).
 enum class FullPolicy : std::uint8_t {
@@ -73,6 +83,45 @@ struct Options {
   // Default 1,000,000 (about 100-200 MB of journal for prediction-sized records).
   // 0 = unlimited (bounded only by `journal_max_bytes`).
   std::size_t offline_max_queue_size = 1'000'000;
+
+  // --- Uploader -------------------------------------------------------------------
+
+  UploadFormat upload_format = UploadFormat::Ndjson;
+  std::string clickhouse_table = "flightlog_records";  // ClickHouse only
+  std::string clickhouse_user = "default";             // ClickHouse only
+
+  // A batch holds at most this many records and this many bytes of body (before gzip).
+  // Larger batches mean fewer requests; smaller ones lose less work to one failure.
+  std::size_t upload_batch_max_records = 5000;
+  std::size_t upload_batch_max_bytes = std::size_t{4} << 20;
+
+  // gzip request bodies: ~5x fewer bytes on the wire for prediction records, at some
+  // CPU per record on the uploader thread (never on the hot path).
+  bool upload_gzip = false;
+
+  // Attempts that count (retryable failures: 5xx, 408, 429, reset or timeout after
+  // sending) before a record moves to the failed set.
+  std::uint16_t max_attempts = 3;
+
+  // Full-jitter exponential backoff: wait uniform(0, min(cap, base * 2^n)) after the
+  // n-th consecutive failure; `Retry-After` is honoured as a lower bound.
+  std::chrono::milliseconds backoff_base{1000};
+  std::chrono::milliseconds backoff_cap{300000};
+
+  // Each phase of a request has its own timeout; none can hang the client or its
+  // destructor for longer.
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds handshake_timeout{5000};
+  std::chrono::milliseconds request_timeout{30000};
+  std::chrono::milliseconds shutdown_timeout{2000};
+
+  // Trusted CAs: empty = the system's (/etc/ssl/certs); else a PEM file. Peer
+  // verification and host-name checks are always on; TLS 1.2 is the minimum.
+  std::filesystem::path ca_file;
+
+  // Allows an http:// endpoint (no TLS). For loopback tests only: the api_key and the
+  // records would cross the network in clear text.
+  bool allow_insecure_http = false;
 
   // --- Hot path --------------------------------------------------------------------
 

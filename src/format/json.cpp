@@ -204,3 +204,33 @@ void append_record_json(std::string& out, std::string_view journal_id, std::uint
 }
 
 }  // namespace flightlog::detail
+
+namespace flightlog::detail {
+
+void append_clickhouse_row(std::string& out, std::string_view journal_id, std::uint64_t seq,
+                           const DecodedRecord& rec) {
+  std::string fields;
+  out += "{\"id\":";
+  append_json_string(out, record_id(journal_id, seq));
+  out += ",\"seq\":";
+  out += std::to_string(seq);
+  out += ",\"priority\":\"";
+  out += to_string(rec.priority);
+  out += "\",\"ts\":\"";
+  append_rfc3339(out, rec.ts_ns);
+  out += "\",\"ts_ns\":";
+  out += std::to_string(rec.ts_ns);
+  out += rec.kind == kKindEvent ? ",\"type\":\"event\"" : ",\"type\":\"prediction\"";
+  out += ",\"name\":";
+  append_json_string(out, rec.name);
+  out += ",\"inputs\":";
+  append_fields(fields, rec.inputs);
+  append_json_string(out, fields);
+  fields.clear();
+  out += ",\"output\":";
+  append_fields(fields, rec.outputs);
+  append_json_string(out, fields);
+  out.push_back('}');
+}
+
+}  // namespace flightlog::detail

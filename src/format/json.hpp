@@ -35,6 +35,13 @@ void append_record_json(std::string& out, std::string_view journal_id, std::uint
                         const DecodedRecord& rec, RecordState state,
                         const JsonRecordOptions& opts = {});
 
+// One row for ClickHouse's JSONEachRow into the table of the README's DDL: the same
+// fields as append_record_json without delivery state, but "inputs" and "output" are
+// JSON texts in strings (old ClickHouse cannot parse an object into a String column),
+// and "name" is always present ("" for predictions).
+void append_clickhouse_row(std::string& out, std::string_view journal_id, std::uint64_t seq,
+                           const DecodedRecord& rec);
+
 // "<journal_id>-<seq>"
 std::string record_id(std::string_view journal_id, std::uint64_t seq);
 

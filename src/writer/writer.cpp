@@ -107,10 +107,16 @@ void Writer::run() {
       });
     }
   }
-  run_commands();
-  std::lock_guard lock(mu_);
-  exited_.store(true);
-  done_.notify_all();
+  // Commands queued until now run here; later ones run on their caller (see call()).
+  for (;;) {
+    run_commands();
+    std::lock_guard lock(mu_);
+    if (commands_.empty()) {
+      exited_.store(true);
+      done_.notify_all();
+      break;
+    }
+  }
 }
 
 void Writer::run_commands() {

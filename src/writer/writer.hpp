@@ -58,17 +58,27 @@ class Writer {
   bool flush(std::optional<std::chrono::steady_clock::time_point> deadline);
 
   // Runs `fn` on the writer thread between batches and returns its result; rethrows
-  // what it throws.
+  // what it throws. Once the writer has stopped, `fn` runs on the caller's thread (no
+  // other thread writes then).
   template <typename F>
   auto call(F fn) -> decltype(fn()) {
     using R = decltype(fn());
     auto task = std::make_shared<std::packaged_task<R()>>(std::move(fn));
     auto result = task->get_future();
+    bool inline_run = false;
     {
       std::lock_guard lock(mu_);
-      commands_.emplace_back([task] { (*task)(); });
+      if (exited_.load()) {
+        inline_run = true;
+      } else {
+        commands_.emplace_back([task] { (*task)(); });
+      }
     }
-    wake_.notify_one();
+    if (inline_run) {
+      (*task)();
+    } else {
+      wake_.notify_one();
+    }
     return result.get();
   }
 

@@ -1,0 +1,49 @@
+// What the uploader needs from an HTTP(S) transport: post one body, learn what happened.
+//
+// The uploader's logic (batches, failure classes, backoff) is written against this
+// small interface; HttpsTransport (https_transport.hpp) implements it on Boost.Beast.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace flightlog::detail {
+
+struct PostRequest {
+  std::string target;  // path and query
+  std::string content_type;
+  std::vector<std::pair<std::string, std::string>> headers;  // values may be secret
+  std::string body;
+  bool gzip = false;
+};
+
+struct PostOutcome {
+  enum class Kind {
+    Response,        // the server answered with `status`
+    Offline,         // nothing was sent: DNS, connect refused / timed out, unreachable
+    SentNoResponse,  // sent (or maybe sent), then reset / timeout / truncated response
+    TlsFailure,      // certificate or protocol refused by the client's TLS checks
+    Cancelled,       // the transport is shutting down
+  };
+  Kind kind = Kind::Offline;
+  int status = 0;
+  std::string body;  // capped
+  std::optional<std::chrono::milliseconds> retry_after;
+  std::string error;  // short, never contains header values
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // Blocking; called from one thread (the uploader's) at a time.
+  virtual PostOutcome post(const PostRequest& request) = 0;
+  // Any thread: makes a post in progress return Cancelled promptly, and later ones too.
+  virtual void cancel() = 0;
+  // "connected", "idle", ... for the status.
+  virtual std::string connection_state() const = 0;
+};
+
+}  // namespace flightlog::detail

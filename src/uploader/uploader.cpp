@@ -1,0 +1,324 @@
+#include "uploader/uploader.hpp"
+
+#include <cctype>
+#include <random>
+
+#include "format/json.hpp"
+#include "format/record.hpp"
+#include "writer/writer.hpp"
+
+namespace flightlog::detail {
+
+namespace {
+
+constexpr auto kBacklogPoll = std::chrono::milliseconds(50);
+constexpr auto kMaxRetryAfter = std::chrono::hours(1);
+
+// A short, single-line reason for the status and the failed record. `secret` (the
+// api_key) is masked in case a server echoes it back.
+std::string short_reason(const PostOutcome& o, const std::string& secret) {
+  std::string text;
+  if (o.kind != PostOutcome::Kind::Response) {
+    text = o.error.substr(0, 200);
+  } else {
+    std::string body = o.body.substr(0, 200);
+    text = "HTTP " + std::to_string(o.status) + (body.empty() ? "" : ": " + body);
+  }
+  for (char& c : text) {
+    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+  }
+  if (!secret.empty()) {
+    for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
+      text.replace(at, secret.size(), "***");
+    }
+  }
+  return text;
+}
+
+std::string url_encode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xF]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+FailureClass classify(const PostOutcome& o, bool clickhouse) noexcept {
+  switch (o.kind) {
+    case PostOutcome::Kind::Offline:
+      return FailureClass::Offline;
+    case PostOutcome::Kind::SentNoResponse:
+      return FailureClass::Retryable;
+    case PostOutcome::Kind::TlsFailure:
+      return FailureClass::Misconfigured;
+    case PostOutcome::Kind::Cancelled:
+      return FailureClass::Cancelled;
+    case PostOutcome::Kind::Response:
+      break;
+  }
+  const int s = o.status;
+  if (s >= 200 && s < 300) return FailureClass::None;
+  if (s == 408 || s == 429) return FailureClass::Retryable;
+  if (s == 401 || s == 403 || s == 404 || (s >= 300 && s < 400)) return FailureClass::Misconfigured;
+  if (s >= 400 && s < 500) return FailureClass::Rejected;
+  if (clickhouse && s == 500 &&
+      (o.body.find("Cannot parse") != std::string::npos ||
+       o.body.find("Code: 27,") != std::string::npos ||
+       o.body.find("Code: 26,") != std::string::npos ||
+       o.body.find("Code: 117,") != std::string::npos)) {
+    return FailureClass::Rejected;  // ClickHouse reports bad rows with 500
+  }
+  return FailureClass::Retryable;
+}
+
+Uploader::Uploader(const UploaderConfig& config, Journal& journal, Writer& writer,
+                   std::unique_ptr<Transport> transport)
+    : config_(config),
+      journal_(journal),
+      writer_(writer),
+      transport_(std::move(transport)),
+      backoff_(config.backoff_base, config.backoff_cap, std::random_device{}()) {
+  thread_ = std::thread([this] { run(); });
+}
+
+Uploader::~Uploader() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  transport_->cancel();
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  for (auto& p : manual_) p.set_value(SyncResult{});
+}
+
+SyncResult Uploader::sync_now() {
+  std::future<SyncResult> f;
+  {
+    std::lock_guard lock(mu_);
+    if (stop_) return {};
+    manual_.emplace_back();
+    f = manual_.back().get_future();
+  }
+  wake_.notify_all();
+  return f.get();
+}
+
+UploaderStatus Uploader::status() const {
+  std::lock_guard lock(mu_);
+  UploaderStatus s = status_;
+  const auto now = std::chrono::steady_clock::now();
+  s.current_backoff =
+      backoff_until_ > now
+          ? std::chrono::duration_cast<std::chrono::milliseconds>(backoff_until_ - now)
+          : std::chrono::milliseconds(0);
+  s.connection_state = transport_->connection_state();
+  return s;
+}
+
+void Uploader::run() {
+  auto next_auto = std::chrono::steady_clock::now() + config_.interval;
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    const auto now = std::chrono::steady_clock::now();
+    bool due = false;
+    if (config_.auto_sync && now >= backoff_until_) {
+      std::uint64_t queued = 0;
+      const auto counts = journal_.counts();
+      for (std::size_t p = 0; p < 4; ++p) queued += counts.entries[p];
+      // On the interval, and as soon as a full batch waits.
+      due = (now >= next_auto && queued > 0) || queued >= config_.batch_max_records;
+      if (now >= next_auto) next_auto = now + config_.interval;
+    }
+    if (manual_.empty() && !due) {
+      wake_.wait_for(lock, kBacklogPoll);
+      continue;
+    }
+    auto waiting = std::move(manual_);
+    manual_.clear();
+    lock.unlock();
+    const SyncResult r = pass();
+    for (auto& p : waiting) p.set_value(r);
+    lock.lock();
+    if (config_.auto_sync) next_auto = std::chrono::steady_clock::now() + config_.interval;
+  }
+}
+
+SyncResult Uploader::pass() {
+  SyncResult result;
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (stop_) break;
+    }
+    Batch batch = next_batch();
+    if (batch.refs.empty()) break;
+    if (send(batch, result) == Step::Stop) break;
+  }
+  return result;
+}
+
+Uploader::Batch Uploader::next_batch() {
+  Batch b;
+  std::vector<RecordRef> damaged;
+  DecodedRecord rec;
+  const bool ch = config_.format == UploadFormat::ClickHouse;
+  for (std::size_t s = 0; s < 4 && b.refs.size() < config_.batch_max_records; ++s) {
+    const auto set = static_cast<RecordSet>(s);
+    std::uint64_t from = 0;
+    bool full = false;
+    while (!full) {
+      const std::size_t want = config_.batch_max_records - b.refs.size();
+      from =
+          journal_.scan(set, from, want, [&](std::uint64_t seq, std::span<const std::byte> bytes) {
+            if (full) return;
+            if (!decode_record(bytes, rec).empty()) {
+              damaged.push_back({set, seq});
+              return;
+            }
+            std::string row;
+            if (ch) {
+              append_clickhouse_row(row, journal_.journal_id(), seq, rec);
+            } else {
+              append_record_json(row, journal_.journal_id(), seq, rec, RecordState::Queued,
+                                 JsonRecordOptions{.include_delivery_state = false});
+            }
+            row.push_back('\n');
+            if (!b.refs.empty() && b.bytes + row.size() > config_.batch_max_bytes) {
+              full = true;
+              return;
+            }
+            b.bytes += row.size();
+            b.rows.push_back(std::move(row));
+            b.refs.push_back({set, seq});
+            if (b.refs.size() >= config_.batch_max_records) full = true;
+          });
+      if (from == 0) break;
+    }
+    if (full) break;
+  }
+  if (!damaged.empty()) {
+    // Never ship garbage, never loop on it: park damaged records in the failed set.
+    const std::size_t n = writer_.call(
+        [&] { return journal_.move_to_failed(damaged, 0, "damaged record (checksum or format)"); });
+    std::lock_guard lock(mu_);
+    status_.failed_total += n;
+  }
+  return b;
+}
+
+PostRequest Uploader::request_for(const Batch& batch, std::size_t begin, std::size_t end) const {
+  PostRequest req;
+  req.gzip = config_.gzip;
+  std::size_t bytes = 0;
+  for (std::size_t i = begin; i < end; ++i) bytes += batch.rows[i].size();
+  req.body.reserve(bytes);
+  for (std::size_t i = begin; i < end; ++i) req.body += batch.rows[i];
+  // The same records always carry the same key, so a receiver can drop a re-sent batch.
+  req.headers.emplace_back("Idempotency-Key", journal_.journal_id() + "-" +
+                                                  std::to_string(batch.refs[begin].seq) + "-" +
+                                                  std::to_string(batch.refs[end - 1].seq) + "-" +
+                                                  std::to_string(end - begin));
+  if (config_.format == UploadFormat::ClickHouse) {
+    const char sep = config_.target.find('?') == std::string::npos ? '?' : '&';
+    req.target = config_.target + sep + "query=" +
+                 url_encode("INSERT INTO " + config_.clickhouse_table + " FORMAT JSONEachRow");
+    req.content_type = "application/x-ndjson";
+    req.headers.emplace_back("X-ClickHouse-User", config_.clickhouse_user);
+    if (!config_.api_key.empty()) req.headers.emplace_back("X-ClickHouse-Key", config_.api_key);
+  } else {
+    req.target = config_.target;
+    req.content_type = "application/x-ndjson";
+    if (!config_.api_key.empty())
+      req.headers.emplace_back("Authorization", "Bearer " + config_.api_key);
+  }
+  return req;
+}
+
+Uploader::Step Uploader::send(Batch& batch, SyncResult& result) {
+  return send_range(batch, 0, batch.refs.size(), result);
+}
+
+Uploader::Step Uploader::send_range(Batch& batch, std::size_t begin, std::size_t end,
+                                    SyncResult& result) {
+  const PostOutcome out = transport_->post(request_for(batch, begin, end));
+  const FailureClass cls = classify(out, config_.format == UploadFormat::ClickHouse);
+  std::span<const RecordRef> refs(batch.refs.data() + begin, end - begin);
+  switch (cls) {
+    case FailureClass::None: {
+      const std::size_t removed = writer_.call([&] { return journal_.remove_delivered(refs); });
+      (void)removed;
+      result.synced += refs.size();
+      backoff_.reset();
+      std::lock_guard lock(mu_);
+      status_.synced_total += refs.size();
+      status_.last_sync_time = std::chrono::system_clock::now();
+      status_.consecutive_failures = 0;
+      status_.last_error.clear();
+      backoff_until_ = {};
+      return Step::Continue;
+    }
+    case FailureClass::Rejected: {
+      if (refs.size() == 1) {
+        const auto status = static_cast<std::uint16_t>(out.status);
+        const std::string reason = short_reason(out, config_.api_key);
+        const std::size_t moved =
+            writer_.call([&] { return journal_.move_to_failed(refs, status, reason); });
+        result.failed += moved;
+        std::lock_guard lock(mu_);
+        status_.failed_total += moved;
+        return Step::Continue;
+      }
+      // Split to find the records at fault; deliver the rest.
+      const std::size_t mid = begin + (end - begin) / 2;
+      if (send_range(batch, begin, mid, result) == Step::Stop) return Step::Stop;
+      return send_range(batch, mid, end, result);
+    }
+    case FailureClass::Retryable: {
+      const auto status = static_cast<std::uint16_t>(out.status);
+      const std::string reason = short_reason(out, config_.api_key);
+      const std::size_t moved = writer_.call(
+          [&] { return journal_.count_attempt(refs, config_.max_attempts, status, reason); });
+      result.failed += moved;
+      {
+        std::lock_guard lock(mu_);
+        status_.failed_total += moved;
+        if (out.kind == PostOutcome::Kind::SentNoResponse)
+          status_.duplicates_possible += refs.size();
+      }
+      auto delay = backoff_.next();
+      if (out.retry_after)
+        delay =
+            std::max(delay, std::min<std::chrono::milliseconds>(*out.retry_after, kMaxRetryAfter));
+      back_off(delay, reason);
+      return Step::Stop;
+    }
+    case FailureClass::Offline:
+      back_off(backoff_.next(), short_reason(out, config_.api_key));
+      return Step::Stop;
+    case FailureClass::Misconfigured:
+      back_off(backoff_.at_cap(), short_reason(out, config_.api_key));
+      return Step::Stop;
+    case FailureClass::Cancelled:
+      return Step::Stop;
+  }
+  return Step::Stop;
+}
+
+void Uploader::back_off(std::chrono::milliseconds delay, const std::string& error) {
+  std::lock_guard lock(mu_);
+  backoff_until_ = std::chrono::steady_clock::now() + delay;
+  status_.consecutive_failures = backoff_.failures();
+  status_.last_error = error;
+}
+
+}  // namespace flightlog::detail

@@ -1,0 +1,118 @@
+// The uploader: drains the journal to the endpoint in sync order, with batches, failure
+// classes and backoff, on a thread of its own.
+//
+// A pass reads the journal in sync order (CRITICAL, HIGH, NORMAL, LOW; oldest first
+// within each) in short read transactions, renders a batch (bounded by records and
+// bytes), posts it, and acts on the outcome's failure class (design brief):
+//   success        the records are deleted (one write transaction on the writer thread,
+//                  which also updates the counters); the pass goes on
+//   rejected       (other 4xx, ClickHouse parse errors) the batch is split in halves
+//                  until the records at fault are alone; those move to failed with the
+//                  status and reason, the rest is delivered
+//   retryable      (5xx, 408, 429, reset/timeout after sending, truncated response)
+//                  one attempt is counted on every record of the batch; a record at
+//                  max_attempts moves to failed; back off (Retry-After honoured)
+//   offline        (nothing sent) back off; no attempt counted
+//   misconfigured  (TLS verification, 401/403/404, redirects) back off at the cap; no
+//                  attempt counted; the status shows the error
+// Journal writes go through the writer thread (Writer::call), so one thread owns every
+// write transaction and map growth.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "flightlog/client.hpp"
+#include "journal/journal.hpp"
+#include "uploader/backoff.hpp"
+#include "uploader/transport.hpp"
+
+namespace flightlog::detail {
+
+class Writer;
+
+enum class FailureClass { None, Rejected, Retryable, Offline, Misconfigured, Cancelled };
+
+// Pure: the failure class of an outcome. `clickhouse`: a 500 whose body says the input
+// could not be parsed is the data's fault (rejected), not the server's.
+FailureClass classify(const PostOutcome& outcome, bool clickhouse) noexcept;
+
+struct UploaderConfig {
+  UploadFormat format = UploadFormat::Ndjson;
+  std::string target;   // path and query of the endpoint
+  std::string api_key;  // sent in a header only
+  std::string clickhouse_table;
+  std::string clickhouse_user;
+  bool gzip = false;
+  bool auto_sync = true;
+  std::chrono::milliseconds interval{60000};
+  std::size_t batch_max_records = 5000;
+  std::size_t batch_max_bytes = std::size_t{4} << 20;
+  std::uint16_t max_attempts = 3;
+  std::chrono::milliseconds backoff_base{1000};
+  std::chrono::milliseconds backoff_cap{300000};
+};
+
+struct UploaderStatus {
+  std::optional<std::chrono::system_clock::time_point> last_sync_time;
+  std::uint64_t synced_total = 0;
+  std::uint64_t failed_total = 0;         // moved to failed since start
+  std::uint64_t duplicates_possible = 0;  // records re-sent after a retryable failure
+  std::chrono::milliseconds current_backoff{0};
+  int consecutive_failures = 0;
+  std::string last_error;
+  std::string connection_state;
+};
+
+class Uploader {
+ public:
+  Uploader(const UploaderConfig& config, Journal& journal, Writer& writer,
+           std::unique_ptr<Transport> transport);
+  ~Uploader();  // cancels a post in flight and joins; bounded by the transport's timeouts
+  Uploader(const Uploader&) = delete;
+  Uploader& operator=(const Uploader&) = delete;
+
+  // One pass now, ignoring any backoff; returns what it synced and failed.
+  SyncResult sync_now();
+  UploaderStatus status() const;
+
+ private:
+  struct Batch {
+    std::vector<RecordRef> refs;
+    std::vector<std::string> rows;  // one rendered record each
+    std::size_t bytes = 0;
+  };
+  enum class Step { Continue, Stop };
+
+  void run();
+  SyncResult pass();
+  Batch next_batch();
+  Step send(Batch& batch, SyncResult& result);
+  PostRequest request_for(const Batch& batch, std::size_t begin, std::size_t end) const;
+  Step send_range(Batch& batch, std::size_t begin, std::size_t end, SyncResult& result);
+  void back_off(std::chrono::milliseconds delay, const std::string& error);
+
+  const UploaderConfig config_;
+  Journal& journal_;
+  Writer& writer_;
+  std::unique_ptr<Transport> transport_;
+  Backoff backoff_;
+
+  mutable std::mutex mu_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::vector<std::promise<SyncResult>> manual_;  // sync_now() callers waiting
+  std::chrono::steady_clock::time_point backoff_until_{};
+  UploaderStatus status_;
+  std::thread thread_;
+};
+
+}  // namespace flightlog::detail
