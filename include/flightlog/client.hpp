@@ -71,7 +71,15 @@ struct OfflineStatus {
   std::size_t failed_count = 0;  // records in the journal's failed set
   std::optional<std::chrono::system_clock::time_point> last_sync_time;  // last upload
   std::uint64_t synced_total = 0;                                       // uploaded since start
-  std::uint64_t committed_total = 0;                                    // committed since start
+  std::uint64_t failed_total = 0;  // moved to the failed set since start
+  // Records sent in a request whose fate is unknown (reset or timeout after sending):
+  // the receiver may get them twice; ids let it drop the duplicates.
+  std::uint64_t possibly_duplicated = 0;
+  std::chrono::milliseconds current_backoff{0};  // time until the next automatic attempt
+  int consecutive_failures = 0;
+  std::string last_error;              // of the last failed upload; never contains the api_key
+  std::string connection_state;        // "disabled" (no endpoint), "idle", "connected", ...
+  std::uint64_t committed_total = 0;   // committed since start
   std::uint64_t next_seq = 0;          // sequence the next committed record gets
   std::string journal_id;              // instance id, the prefix of every record id
   std::size_t journal_map_bytes = 0;   // current map size
@@ -132,8 +140,14 @@ class Client {
 
   OfflineStatus get_offline_status() const;
 
-  // Uploads the journal now. Returns zeros while no endpoint is set.
+  // Uploads the journal now (one pass, ignoring any backoff) and returns how many
+  // records were synced and how many moved to the failed set in this pass. Returns
+  // zeros when no endpoint is set.
   SyncResult sync_offline_queue();
+
+  // Moves failed records back to the queue (all, or those of one priority) with their
+  // attempts reset and their ids unchanged. Returns how many.
+  std::size_t retry_failed(std::optional<Priority> only = std::nullopt);
 
   // Deletes queued and failed records whose timestamp is older than now - older_than,
   // and returns how many. Throws flightlog::Error for a negative age.

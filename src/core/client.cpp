@@ -18,6 +18,8 @@
 #include "hot_path/schema_table.hpp"
 #include "hot_path/slot.hpp"
 #include "journal/journal.hpp"
+#include "uploader/https_transport.hpp"
+#include "uploader/uploader.hpp"
 #include "writer/writer.hpp"
 
 namespace flightlog {
@@ -87,6 +89,36 @@ inline std::size_t field_size(const Field& f) noexcept {
   return 2 + f.name.size() + encoded_size(f.value);
 }
 
+// The journal directory of memory-only mode (enable_offline = false): a private
+// directory on tmpfs (/dev/shm), so the journal's pages live in RAM, bounded by
+// journal_max_bytes and offline_max_queue_size. Removed when the client closes.
+class MemoryDir {
+ public:
+  MemoryDir() = default;
+  MemoryDir(const MemoryDir&) = delete;
+  MemoryDir& operator=(const MemoryDir&) = delete;
+  ~MemoryDir() {
+    if (!path_.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(path_, ec);
+    }
+  }
+  const std::filesystem::path& create() {
+    const std::filesystem::path base = std::filesystem::is_directory("/dev/shm")
+                                           ? std::filesystem::path("/dev/shm")
+                                           : std::filesystem::temp_directory_path();
+    std::string tmpl = (base / "flightlog-memory.XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) {
+      throw Error("memory-only mode: cannot create a directory under " + base.string());
+    }
+    path_ = tmpl;
+    return path_;
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
 // Preallocates a full share (kProducerSlots) for every allowed producer thread.
 SlotQueue make_queue(const Options& o) {
   return SlotQueue(kProducerSlots, o.max_producer_threads, 0);
@@ -107,6 +139,14 @@ class Client::Impl {
     JournalConfig jc;
     jc.dir = options_.offline_dir;
     jc.durability = options_.durability;
+    if (!options_.enable_offline) {
+      jc.dir = memory_dir_.create();
+      jc.durability = Durability::None;  // RAM: nothing to flush
+    }
+    // Check the endpoint before anything starts, so a typo fails the constructor.
+    std::unique_ptr<Transport> transport;
+    std::string target;
+    if (!options_.endpoint.empty()) transport = make_https_transport(options_, target);
     jc.initial_map_bytes = options_.journal_initial_bytes;
     jc.max_map_bytes = options_.journal_max_bytes;
     journal_ = Journal::open_for_writing(jc);
@@ -120,11 +160,35 @@ class Client::Impl {
     wc.max_record_slots = max_record_slots_;
     writer_ =
         std::make_unique<Writer>(wc, *journal_, queues_, producers_, schemas_, writer_counters_);
+    if (transport) {
+      UploaderConfig uc;
+      uc.format = options_.upload_format;
+      uc.target = target;
+      uc.api_key = options_.api_key;
+      uc.clickhouse_table = options_.clickhouse_table;
+      uc.clickhouse_user = options_.clickhouse_user;
+      uc.gzip = options_.upload_gzip;
+      uc.auto_sync = options_.offline_auto_sync;
+      uc.interval = options_.offline_sync_interval;
+      uc.batch_max_records = options_.upload_batch_max_records;
+      uc.batch_max_bytes = options_.upload_batch_max_bytes;
+      uc.max_attempts = options_.max_attempts;
+      uc.backoff_base = options_.backoff_base;
+      uc.backoff_cap = options_.backoff_cap;
+      uploader_ = std::make_unique<Uploader>(uc, *journal_, *writer_, std::move(transport));
+    }
   }
 
   ~Impl() {
     closed_.store(true, std::memory_order_release);
-    writer_->stop();  // drains and commits everything enqueued before
+    uploader_.reset();  // cancels a request in flight; the journal keeps what is unsent
+    writer_->stop();    // drains and commits everything enqueued before
+  }
+
+  SyncResult sync() { return uploader_ ? uploader_->sync_now() : SyncResult{}; }
+
+  std::size_t retry_failed(std::optional<Priority> only) {
+    return writer_->call([&] { return journal_->requeue_failed(only); });
   }
 
   std::uint64_t id() const noexcept { return id_; }
@@ -266,6 +330,19 @@ class Client::Impl {
     s.dropped.journal_error = writer_counters_.journal_error.load(std::memory_order_relaxed);
     s.dropped.evicted = c.evicted;
     s.dropped.cleaned_up = c.cleaned_up;
+    if (uploader_) {
+      const UploaderStatus u = uploader_->status();
+      s.last_sync_time = u.last_sync_time;
+      s.synced_total = u.synced_total;
+      s.failed_total = u.failed_total;
+      s.possibly_duplicated = u.duplicates_possible;
+      s.current_backoff = u.current_backoff;
+      s.consecutive_failures = u.consecutive_failures;
+      s.last_error = u.last_error;
+      s.connection_state = u.connection_state;
+    } else {
+      s.connection_state = "disabled";
+    }
     return s;
   }
 
@@ -321,8 +398,10 @@ class Client::Impl {
   QueueSet queues_;
   SchemaTable schemas_;
   ProducerRegistry producers_;
+  MemoryDir memory_dir_;  // memory-only mode; removed after the journal closes
   std::unique_ptr<Journal> journal_;
   std::unique_ptr<Writer> writer_;
+  std::unique_ptr<Uploader> uploader_;
 };
 
 // ---- Client: thin forwarding ------------------------------------------------------------

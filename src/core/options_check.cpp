@@ -1,6 +1,9 @@
 #include "core/options_check.hpp"
 
+#include <cctype>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include "flightlog/error.hpp"
 
@@ -16,15 +19,55 @@ std::string n(std::size_t v) {
   return std::to_string(v);
 }
 
+bool has_control(std::string_view s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7F) return true;
+  }
+  return false;
+}
+
+bool is_identifier(std::string_view s) {
+  if (s.empty() || s.size() > 200) return false;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) == 0 && c != '_' && c != '.') return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 void validate_options(const Options& o) {
   using namespace std::chrono;
-  require(o.enable_offline, "enable_offline",
-          "false (memory-only mode) is not available in this version; the journal is required");
-  require(!o.offline_dir.empty(), "offline_dir", "is empty; give the journal a directory");
-  require(o.endpoint.empty(), "endpoint",
-          "uploading is not available in this version; leave it empty (journal only)");
+  require(!o.enable_offline || !o.offline_dir.empty(), "offline_dir",
+          "is empty; give the journal a directory");
+  require(o.enable_offline || !o.endpoint.empty(), "enable_offline",
+          "false (memory only) needs an endpoint to ship to");
+  // The endpoint's URL is checked by parse_endpoint() when the uploader starts.
+  require(!has_control(o.api_key), "api_key",
+          "contains a control character (it is sent in an HTTP header)");
+  require(is_identifier(o.clickhouse_table), "clickhouse_table",
+          "must be a table name of letters, digits, '_' and '.'");
+  require(!o.clickhouse_user.empty() && !has_control(o.clickhouse_user), "clickhouse_user",
+          "must be a non-empty name without control characters");
+  require(o.upload_format == UploadFormat::Ndjson || o.upload_format == UploadFormat::ClickHouse,
+          "upload_format", "is not an UploadFormat value");
+  require(o.upload_batch_max_records >= 1 && o.upload_batch_max_records <= 100'000,
+          "upload_batch_max_records",
+          "must be between 1 and 100000, got " + n(o.upload_batch_max_records));
+  require(o.upload_batch_max_bytes >= 1024 && o.upload_batch_max_bytes <= (std::size_t{256} << 20),
+          "upload_batch_max_bytes",
+          "must be between 1 KiB and 256 MiB, got " + n(o.upload_batch_max_bytes));
+  require(o.max_attempts >= 1 && o.max_attempts <= 100, "max_attempts",
+          "must be between 1 and 100");
+  require(o.backoff_base >= milliseconds(1) && o.backoff_base <= o.backoff_cap, "backoff_base",
+          "must be at least 1 ms and at most backoff_cap");
+  require(o.backoff_cap <= hours(24), "backoff_cap", "must be at most 24 h");
+  for (auto [t, name] : {std::pair{o.connect_timeout, "connect_timeout"},
+                         std::pair{o.handshake_timeout, "handshake_timeout"},
+                         std::pair{o.request_timeout, "request_timeout"},
+                         std::pair{o.shutdown_timeout, "shutdown_timeout"}}) {
+    require(t >= milliseconds(1) && t <= minutes(10), name, "must be between 1 ms and 10 min");
+  }
   require(o.offline_sync_interval > seconds(0) && o.offline_sync_interval <= hours(24 * 7),
           "offline_sync_interval", "must be between 1 s and 7 days");
   require(o.offline_max_queue_size <= 1'000'000'000'000ULL, "offline_max_queue_size",
