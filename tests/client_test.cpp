@@ -1,0 +1,583 @@
+// Tests of the public Client API: option validation, what each logging call returns
+// and counts, the status, and that what is logged comes back exactly (through the
+// journal and through flightlog-dump's JSON).
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "flightlog/flightlog.hpp"
+#include "format/record.hpp"
+#include "support/journal_read.hpp"
+#include "support/process.hpp"
+#include "support/strings.hpp"
+#include "support/temp_dir.hpp"
+#include "support/test_options.hpp"
+
+namespace fl = flightlog;
+namespace fd = flightlog::detail;
+using fl::test::cat;
+using fl::test::contains;
+using fl::test::OwnedField;
+using fl::test::OwnedRecord;
+using fl::test::read_journal;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* kApiKey = "fl-secret-7c1e0b5a9d2f4e6a8b3c";
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+// ---- Options ------------------------------------------------------------------------------
+
+struct BadOption {
+  const char* option;  // what the error must name
+  void (*spoil)(fl::Options&, const std::filesystem::path& tmp);
+};
+
+class OptionsValidation : public ::testing::TestWithParam<BadOption> {};
+
+TEST_P(OptionsValidation, ThrowsNamingTheOptionAndCreatesNothing) {
+  fl::test::TempDir tmp;
+  auto o = fl::test::test_options(tmp / "journal");
+  o.api_key = kApiKey;
+  GetParam().spoil(o, tmp.path());
+  try {
+    fl::Client c(o);
+    FAIL() << "accepted a bad " << GetParam().option;
+  } catch (const fl::Error& e) {
+    const std::string what = e.what();
+    EXPECT_TRUE(contains(what, GetParam().option)) << what;
+    EXPECT_FALSE(contains(what, kApiKey)) << what;
+  }
+  // Validation comes before anything is created on disk.
+  EXPECT_FALSE(std::filesystem::exists(tmp / "journal"));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EachBadOption, OptionsValidation,
+    ::testing::Values(BadOption{"batch_max_records",
+                                [](fl::Options& o, auto&) { o.batch_max_records = 0; }},
+                      BadOption{"batch_max_records",
+                                [](fl::Options& o, auto&) {
+                                  o.batch_max_records = std::size_t{1} << 40;
+                                }},
+                      BadOption{"max_record_bytes",
+                                [](fl::Options& o, auto&) { o.max_record_bytes = 0; }},
+                      BadOption{"max_record_bytes",
+                                [](fl::Options& o, auto&) {
+                                  o.max_record_bytes = std::size_t{10} << 20;
+                                }},
+                      BadOption{"max_producer_threads",
+                                [](fl::Options& o, auto&) { o.max_producer_threads = 0; }},
+                      BadOption{"max_producer_threads",
+                                [](fl::Options& o, auto&) { o.max_producer_threads = 1'000'000; }},
+                      BadOption{"offline_sync_interval",
+                                [](fl::Options& o, auto&) {
+                                  o.offline_sync_interval = std::chrono::seconds(0);
+                                }},
+                      BadOption{"offline_sync_interval",
+                                [](fl::Options& o, auto&) {
+                                  o.offline_sync_interval = std::chrono::seconds(-5);
+                                }},
+                      BadOption{"offline_sync_interval",
+                                [](fl::Options& o, auto&) {
+                                  o.offline_sync_interval = std::chrono::hours(24 * 365);
+                                }},
+                      BadOption{"offline_max_queue_size",
+                                [](fl::Options& o, auto&) { o.offline_max_queue_size = SIZE_MAX; }},
+                      BadOption{"journal_max_bytes",
+                                [](fl::Options& o, auto&) {
+                                  o.journal_initial_bytes = std::size_t{64} << 20;
+                                  o.journal_max_bytes = std::size_t{32} << 20;
+                                }},
+                      BadOption{"journal_max_bytes",
+                                [](fl::Options& o, auto&) {
+                                  o.journal_max_bytes = std::size_t{1} << 50;
+                                }},
+                      BadOption{"journal_initial_bytes",
+                                [](fl::Options& o, auto&) { o.journal_initial_bytes = 0; }},
+                      BadOption{"batch_max_delay",
+                                [](fl::Options& o, auto&) {
+                                  o.batch_max_delay = std::chrono::microseconds(0);
+                                }},
+                      BadOption{"writer_poll_interval",
+                                [](fl::Options& o,
+                                   auto&) { o.writer_poll_interval = std::chrono::hours(1); }},
+                      BadOption{
+                          "periodic_sync_interval",
+                          [](fl::Options& o,
+                             auto&) { o.periodic_sync_interval = std::chrono::milliseconds(0); }},
+                      BadOption{"full_policy",
+                                [](fl::Options& o,
+                                   auto&) { o.full_policy[2] = static_cast<fl::FullPolicy>(7); }},
+                      BadOption{
+                          "durability", [](fl::Options& o,
+                                           auto&) { o.durability = static_cast<fl::Durability>(9); }},
+                      // Uploading is not available yet: an endpoint is refused rather than ignored.
+                      BadOption{"endpoint", [](fl::Options& o,
+                                               auto&) { o.endpoint = "https://example.invalid/v1"; }},
+                      BadOption{"enable_offline",
+                                [](fl::Options& o, auto&) { o.enable_offline = false; }},
+                      BadOption{"offline_dir",
+                                [](fl::Options& o, auto&) { o.offline_dir.clear(); }},
+                      // Unwritable: a path whose parent is a regular file (root ignores mode bits).
+                      BadOption{"offline_dir",
+                                [](fl::Options& o, const std::filesystem::path& tmp) {
+                                  std::ofstream(tmp / "a-file") << "x";
+                                  o.offline_dir = tmp / "a-file" / "journal";
+                                }},
+                      BadOption{"offline_dir",
+                                [](fl::Options& o, const std::filesystem::path& tmp) {
+                                  std::ofstream(tmp / "a-file") << "x";
+                                  o.offline_dir = tmp / "a-file";
+                                }}));
+
+TEST(Options, DefaultsAreValid) {
+  fl::test::TempDir tmp;
+  fl::Options o;
+  o.offline_dir = tmp / "j";
+  EXPECT_NO_THROW(fl::Client c(o));
+  EXPECT_EQ(o.full_policy[0], fl::FullPolicy::Block);  // CRITICAL blocks
+  EXPECT_EQ(o.full_policy[3], fl::FullPolicy::Drop);   // the others drop and count
+}
+
+// ---- Names --------------------------------------------------------------------------------
+
+TEST(Names, PriorityParsingAndPrinting) {
+  using P = fl::Priority;
+  for (auto p : {P::Critical, P::High, P::Normal, P::Low}) {
+    EXPECT_EQ(fl::parse_priority(fl::to_string(p)), p);
+  }
+  EXPECT_EQ(fl::to_string(P::Critical), "CRITICAL");
+  EXPECT_EQ(fl::to_string(P::High), "HIGH");
+  EXPECT_EQ(fl::to_string(P::Normal), "NORMAL");
+  EXPECT_EQ(fl::to_string(P::Low), "LOW");
+  EXPECT_EQ(fl::parse_priority("critical"), P::Critical);
+  EXPECT_EQ(fl::parse_priority("hIgH"), P::High);
+  EXPECT_EQ(fl::parse_priority("Normal"), P::Normal);
+  EXPECT_EQ(fl::parse_priority("low"), P::Low);
+  for (std::string_view bad : {"", "NORM", "LOWER", " LOW", "LOW ", "0", "urgent", "CRITICA"}) {
+    EXPECT_EQ(fl::parse_priority(bad), std::nullopt) << "'" << bad << "'";
+  }
+  EXPECT_EQ(fl::parse_priority(std::string_view("LOW\0", 4)), std::nullopt);
+}
+
+TEST(Names, LogResultStrings) {
+  EXPECT_EQ(fl::to_string(fl::LogResult::Ok), "ok");
+  EXPECT_EQ(fl::to_string(fl::LogResult::QueueFull), "queue_full");
+  EXPECT_EQ(fl::to_string(fl::LogResult::TooLarge), "too_large");
+  EXPECT_EQ(fl::to_string(fl::LogResult::Invalid), "invalid");
+  EXPECT_EQ(fl::to_string(fl::LogResult::Closed), "closed");
+}
+
+// ---- LogResult ----------------------------------------------------------------------------
+
+TEST(LogResults, TooLargeIsRejectedAndCounted) {
+  fl::test::TempDir tmp;
+  fl::Client c(fl::test::test_options(tmp / "j"));
+  const std::string big(20 * 1024, 'x');  // over the 16 KiB default
+  const std::string_view big_view(big);
+  auto s = c.schema({"text"}, {"p"});
+  EXPECT_EQ(c.log_prediction({{"text", big_view}}, {{"p", 1.0}}), fl::LogResult::TooLarge);
+  EXPECT_EQ(c.log_prediction(s, {big_view}, {1.0}), fl::LogResult::TooLarge);
+  EXPECT_EQ(c.log_event("e", {{"text", big_view}}), fl::LogResult::TooLarge);
+  // Just under the limit is fine (and spans many slots).
+  const std::string_view almost = big_view.substr(0, 16 * 1024 - 100);
+  EXPECT_EQ(c.log_prediction(s, {almost}, {2.0}), fl::LogResult::Ok);
+  c.flush();
+  const auto st = c.get_offline_status();
+  EXPECT_EQ(st.dropped.too_large, 3u);
+  EXPECT_EQ(st.committed_total, 1u);
+  EXPECT_EQ(st.queue_size, 1u);
+  const auto recs = read_journal(tmp / "j");
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].inputs.at(0).s, almost);
+}
+
+TEST(LogResults, MaxRecordBytesIsConfigurable) {
+  fl::test::TempDir tmp;
+  auto o = fl::test::test_options(tmp / "j");
+  o.max_record_bytes = 256;
+  fl::Client c(o);
+  const std::string s300(300, 'y');
+  EXPECT_EQ(c.log_event("e", {{"s", std::string_view(s300)}}), fl::LogResult::TooLarge);
+  EXPECT_EQ(c.log_event("e", {{"s", std::string_view(s300).substr(0, 150)}}), fl::LogResult::Ok);
+  EXPECT_EQ(c.get_offline_status().dropped.too_large, 1u);
+}
+
+TEST(LogResults, InvalidRecordsAreRejectedAndCounted) {
+  fl::test::TempDir tmp;
+  fl::Client c(fl::test::test_options(tmp / "j"));
+  fl::Client other(fl::test::test_options(tmp / "other"));
+  auto s = c.schema({"a", "b"}, {"p"});
+  auto foreign = other.schema({"a", "b"}, {"p"});
+  const std::string long_name(256, 'n');
+
+  EXPECT_EQ(c.log_prediction(s, {1.0}, {0.5}), fl::LogResult::Invalid);             // too few
+  EXPECT_EQ(c.log_prediction(s, {1.0, 2.0, 3.0}, {0.5}), fl::LogResult::Invalid);   // too many
+  EXPECT_EQ(c.log_prediction(s, {1.0, 2.0}, {}), fl::LogResult::Invalid);           // no output
+  EXPECT_EQ(c.log_prediction(s, {1.0, 2.0}, {0.5, 0.6}), fl::LogResult::Invalid);   // two
+  EXPECT_EQ(c.log_prediction(foreign, {1.0, 2.0}, {0.5}), fl::LogResult::Invalid);  // other client
+  EXPECT_EQ(c.log_prediction(fl::Schema{}, {}, {}), fl::LogResult::Invalid);        // no client
+  EXPECT_EQ(c.log_event(long_name, {}), fl::LogResult::Invalid);                    // name > 255
+  EXPECT_EQ(c.log_prediction({{long_name, 1.0}}, {{"p", 1.0}}), fl::LogResult::Invalid);
+  EXPECT_EQ(c.log_prediction({{"a", 1.0}}, {{long_name, 1.0}}), fl::LogResult::Invalid);
+  EXPECT_EQ(c.log_prediction(s, {1.0, 2.0}, {0.5}), fl::LogResult::Ok);
+  EXPECT_EQ(other.log_prediction(foreign, {1.0, 2.0}, {0.5}), fl::LogResult::Ok);
+  c.flush();
+  const auto st = c.get_offline_status();
+  EXPECT_EQ(st.dropped.invalid, 9u);
+  EXPECT_EQ(st.committed_total, 1u);
+  EXPECT_EQ(other.get_offline_status().dropped.invalid, 0u);
+
+  // Names up to 255 bytes are fine.
+  const std::string name255(255, 'm');
+  EXPECT_EQ(c.log_event(name255, {{name255, true}}), fl::LogResult::Ok);
+  c.flush();
+  const auto recs = read_journal(tmp / "j");
+  ASSERT_EQ(recs.size(), 2u);
+  EXPECT_EQ(recs[1].name, name255);
+  EXPECT_EQ(recs[1].inputs.at(0).name, name255);
+}
+
+TEST(LogResults, BadSchemasThrow) {
+  fl::test::TempDir tmp;
+  fl::Client c(fl::test::test_options(tmp / "j"));
+  const std::string long_name(256, 'n');
+  EXPECT_THROW(c.schema({long_name}, {"p"}), fl::Error);
+  EXPECT_THROW(c.schema({"a"}, {long_name}), fl::Error);
+  // Schemas with at most 255 names per side are accepted, empty sides too.
+  EXPECT_NO_THROW(c.schema({}, {}));
+  auto s = c.schema({}, {"only_output"});
+  EXPECT_EQ(s.input_count(), 0u);
+  EXPECT_EQ(s.output_count(), 1u);
+  EXPECT_EQ(c.log_prediction(s, {}, {7}), fl::LogResult::Ok);
+}
+
+TEST(LogResults, ThreadsBeyondTheLimitAreRefused) {
+  fl::test::TempDir tmp;
+  auto o = fl::test::test_options(tmp / "j");
+  o.max_producer_threads = 1;
+  fl::Client c(o);
+  EXPECT_EQ(c.log_event("main", {}), fl::LogResult::Ok);  // this thread takes the one slot
+  fl::LogResult second = fl::LogResult::Ok;
+  std::thread t([&] { second = c.log_event("second", {}); });
+  t.join();
+  EXPECT_EQ(second, fl::LogResult::Invalid);
+  EXPECT_EQ(c.get_offline_status().dropped.invalid, 1u);
+}
+
+TEST(LogResults, DropPolicyAccountsForEveryRecord) {
+  fl::test::TempDir tmp;
+  auto o = fl::test::test_options(tmp / "j");
+  o.durability = fl::Durability::Full;  // slow commits: the queue fills up
+  o.offline_max_queue_size = 0;
+  fl::Client c(o);
+  const std::string text(8000, 't');  // 126 slots: a producer's share holds 32 of them
+  std::size_t ok = 0, full = 0;
+  constexpr std::size_t kRecords = 3000;
+  for (std::size_t i = 0; i < kRecords; ++i) {
+    const auto r = c.log_prediction({{"s", std::string_view(text)}}, {{"i", i}}, fl::Priority::Low);
+    ASSERT_TRUE(r == fl::LogResult::Ok || r == fl::LogResult::QueueFull) << fl::to_string(r);
+    (r == fl::LogResult::Ok ? ok : full)++;
+  }
+  c.flush();
+  const auto st = c.get_offline_status();
+  EXPECT_EQ(st.dropped.queue_full[3], full);
+  EXPECT_EQ(st.dropped.queue_full[0] + st.dropped.queue_full[1] + st.dropped.queue_full[2], 0u);
+  EXPECT_EQ(st.committed_total, ok);
+  EXPECT_EQ(st.queue_size, ok);
+  EXPECT_EQ(ok + full, kRecords);
+}
+
+// ---- Round trips ---------------------------------------------------------------------------
+
+TEST(RoundTrip, SchemaAndNamedFormsComeBackExactly) {
+  fl::test::TempDir tmp;
+  const auto dir = tmp / "j";
+  const std::string kilo(1024, 'k');
+  const std::string_view kv(kilo);
+  std::string bytes_all;  // every byte value, in a string
+  for (int b = 0; b < 256; ++b) bytes_all.push_back(static_cast<char>(b));
+  const std::string_view bv(bytes_all);
+  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  constexpr std::int64_t kMin = std::numeric_limits<std::int64_t>::min();
+
+  std::vector<std::vector<OwnedField>> expected_in, expected_out;
+  std::vector<fl::Priority> expected_prio;
+  const std::int64_t before = now_ns();
+  {
+    fl::Client c(fl::test::blocking_options(dir));
+    // 1. Schema form, one slot: the W1 shape.
+    auto w1 = c.schema({"f1", "f2", "f3", "f4"}, {"prediction"});
+    ASSERT_EQ(c.log_prediction(w1, {0.1, -2.5, 1e300, 4.0}, {0.75}), fl::LogResult::Ok);
+    expected_in.push_back({{"f1", 0.1}, {"f2", -2.5}, {"f3", 1e300}, {"f4", 4.0}});
+    expected_out.push_back({{"prediction", 0.75}});
+    expected_prio.push_back(fl::Priority::Normal);
+
+    // 2. Schema form, every type, multi-slot (1 KiB strings, NaN payloads, -0.0).
+    auto mixed = c.schema({"d", "i", "b", "s", "k", "nan", "inf", "nz"}, {"label", "score", "bin"});
+    ASSERT_EQ(c.log_prediction(mixed, {1.25, kMin, true, "hi", kv, kNaN, -kInf, -0.0},
+                               {"cat", 0.5, bv}, fl::Priority::High),
+              fl::LogResult::Ok);
+    expected_in.push_back({{"d", 1.25},
+                           {"i", kMin},
+                           {"b", true},
+                           {"s", "hi"},
+                           {"k", kv},
+                           {"nan", kNaN},
+                           {"inf", -kInf},
+                           {"nz", -0.0}});
+    expected_out.push_back({{"label", "cat"}, {"score", 0.5}, {"bin", bv}});
+    expected_prio.push_back(fl::Priority::High);
+
+    // 3. Schema form with many fields (40 doubles: 6 slots).
+    auto wide = c.schema({"x0",  "x1",  "x2",  "x3",  "x4",  "x5",  "x6",  "x7",  "x8",  "x9",
+                          "x10", "x11", "x12", "x13", "x14", "x15", "x16", "x17", "x18", "x19",
+                          "x20", "x21", "x22", "x23", "x24", "x25", "x26", "x27", "x28", "x29",
+                          "x30", "x31", "x32", "x33", "x34", "x35", "x36", "x37", "x38", "x39"},
+                         {"y"});
+    ASSERT_EQ(c.log_prediction(wide, {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13,
+                                      14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27,
+                                      28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39},
+                               {false}, fl::Priority::Low),
+              fl::LogResult::Ok);
+    std::vector<OwnedField> wide_in;
+    for (int i = 0; i < 40; ++i) wide_in.emplace_back(cat("x", std::to_string(i)), fl::Value(i));
+    expected_in.push_back(wide_in);
+    expected_out.push_back({{"y", false}});
+    expected_prio.push_back(fl::Priority::Low);
+
+    // 4. Named form, every type, multi-slot.
+    ASSERT_EQ(c.log_prediction({{"user", "u-17"},
+                                {"age", 42},
+                                {"premium", false},
+                                {"essay", kv},
+                                {"ratio", 2.0 / 3.0},
+                                {"unsigned", 4'000'000'000u}},
+                               {{"p", 0.999}, {"bytes", bv}}, fl::Priority::Critical),
+              fl::LogResult::Ok);
+    expected_in.push_back({{"user", "u-17"},
+                           {"age", 42},
+                           {"premium", false},
+                           {"essay", kv},
+                           {"ratio", 2.0 / 3.0},
+                           {"unsigned", std::int64_t{4'000'000'000}}});
+    expected_out.push_back({{"p", 0.999}, {"bytes", bv}});
+    expected_prio.push_back(fl::Priority::Critical);
+
+    // 5. An event (fields count as inputs).
+    ASSERT_EQ(c.log_event("model_reloaded", {{"version", 3}, {"path", "/m/v3"}}),
+              fl::LogResult::Ok);
+    expected_in.push_back({{"version", 3}, {"path", "/m/v3"}});
+    expected_out.push_back({});
+    expected_prio.push_back(fl::Priority::Normal);
+    c.flush();
+  }
+  const std::int64_t after = now_ns();
+
+  const auto recs = read_journal(dir);
+  ASSERT_EQ(recs.size(), 5u);
+  // Sync order: CRITICAL (4), HIGH (2), NORMAL (1, 5), LOW (3).
+  const std::vector<std::size_t> order = {3, 1, 0, 4, 2};
+  for (std::size_t k = 0; k < recs.size(); ++k) {
+    const auto& r = recs[k];
+    const std::size_t i = order[k];
+    SCOPED_TRACE(cat("record ", std::to_string(i + 1)));
+    ASSERT_EQ(r.error, "");
+    EXPECT_EQ(r.priority, expected_prio[i]);
+    EXPECT_EQ(r.set, static_cast<fd::RecordSet>(expected_prio[i]));
+    EXPECT_EQ(r.kind, i == 4 ? fd::kKindEvent : fd::kKindPrediction);
+    EXPECT_EQ(r.name, i == 4 ? "model_reloaded" : "");
+    EXPECT_EQ(r.inputs, expected_in[i]);
+    EXPECT_EQ(r.outputs, expected_out[i]);
+    // Wall-clock stamps taken on the hot path (TSC-derived): within the test's window.
+    EXPECT_GE(r.ts_ns, before - 50'000'000);
+    EXPECT_LE(r.ts_ns, after + 50'000'000);
+    EXPECT_EQ(r.attempts, 0);
+  }
+  // Sequence numbers follow commit order: all five, unique.
+  std::set<std::uint64_t> seqs;
+  for (const auto& r : recs) seqs.insert(r.seq);
+  EXPECT_EQ(seqs, (std::set<std::uint64_t>{1, 2, 3, 4, 5}));
+}
+
+TEST(RoundTrip, AwkwardStringsAndNonFiniteDoublesThroughTheDump) {
+  fl::test::TempDir tmp;
+  const auto dir = tmp / "j";
+  const std::string controls = [] {
+    std::string s;
+    for (int c = 0; c < 0x20; ++c) s.push_back(static_cast<char>(c));
+    s.push_back('\x7f');
+    return s;
+  }();
+  const std::string R = "\xEF\xBF\xBD";
+  {
+    fl::Client c(fl::test::test_options(dir));
+    ASSERT_EQ(c.log_prediction({{"quote\"name", "say \"hi\"\\"},
+                                {"ctl", std::string_view(controls)},
+                                {"bad", "\xC0\xAF|\xED\xA0\x80|\xFF|\x80|\xE2\x82"},
+                                {"ok_utf8", "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80"},
+                                {"nan", std::numeric_limits<double>::quiet_NaN()},
+                                {"pinf", std::numeric_limits<double>::infinity()},
+                                {"ninf", -std::numeric_limits<double>::infinity()},
+                                {"\xFF\xFE", 1}},
+                               {{"p", -0.0}}),
+              fl::LogResult::Ok);
+    ASSERT_EQ(c.log_event("ev\n\"t\"", {{"x", std::numeric_limits<double>::denorm_min()}},
+                          fl::Priority::Low),
+              fl::LogResult::Ok);
+    c.flush();
+  }
+  const auto res = fl::test::run_dump(dir);
+  ASSERT_EQ(res.exit_code, 0) << res.err;
+  const auto lines = fl::test::split_lines(res.out);
+  ASSERT_EQ(lines.size(), 2u) << res.out;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(lines[0]).get(doc), simdjson::SUCCESS) << lines[0];
+  simdjson::dom::object in = doc["inputs"];
+  EXPECT_EQ(std::string_view(in["quote\"name"]), "say \"hi\"\\");
+  EXPECT_EQ(std::string_view(in["ctl"]), controls);
+  const std::string bad_expected = cat(R, R, "|", R, R, R, "|", R, "|", R, "|", R, R);
+  EXPECT_EQ(std::string_view(in["bad"]), bad_expected);
+  EXPECT_EQ(std::string_view(in["ok_utf8"]), "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80");
+  EXPECT_EQ(std::string_view(in["nan"]), "NaN");
+  EXPECT_EQ(std::string_view(in["pinf"]), "Infinity");
+  EXPECT_EQ(std::string_view(in["ninf"]), "-Infinity");
+  EXPECT_EQ(std::int64_t(in[cat(R, R)]), 1);
+  // -0.0 keeps its sign in the text (simdjson itself reads "-0" as the integer 0).
+  EXPECT_TRUE(contains(lines[0], "\"output\":{\"p\":-0")) << lines[0];
+
+  ASSERT_EQ(parser.parse(lines[1]).get(doc), simdjson::SUCCESS) << lines[1];
+  EXPECT_EQ(std::string_view(doc["type"]), "event");
+  EXPECT_EQ(std::string_view(doc["name"]), "ev\n\"t\"");
+  EXPECT_EQ(std::string_view(doc["priority"]), "LOW");
+  EXPECT_EQ(double(doc["inputs"]["x"]), std::numeric_limits<double>::denorm_min());
+}
+
+// ---- Status, flush ---------------------------------------------------------------------------
+
+TEST(Status, ReportsQueueCountsAndJournalFacts) {
+  fl::test::TempDir tmp;
+  fl::Client c(fl::test::test_options(tmp / "j"));
+  auto st = c.get_offline_status();
+  EXPECT_EQ(st.queue_size, 0u);
+  EXPECT_EQ(st.next_seq, 1u);
+  EXPECT_EQ(st.committed_total, 0u);
+  EXPECT_EQ(st.journal_id.size(), 16u);  // 64 random bits in hex
+  EXPECT_EQ(st.journal_id.find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_FALSE(st.last_sync_time.has_value());
+
+  const int counts[4] = {3, 2, 1, 4};
+  for (int p = 0; p < 4; ++p) {
+    for (int i = 0; i < counts[p]; ++i) {
+      ASSERT_EQ(c.log_event("e", {{"i", i}}, static_cast<fl::Priority>(p)), fl::LogResult::Ok);
+    }
+  }
+  ASSERT_TRUE(c.flush_for(10s));
+  st = c.get_offline_status();
+  EXPECT_EQ(st.queue_size, 10u);
+  EXPECT_EQ(st.queue_size_by_priority, (std::array<std::size_t, 4>{3, 2, 1, 4}));
+  EXPECT_EQ(st.in_memory, 0u);
+  EXPECT_EQ(st.failed_count, 0u);
+  EXPECT_EQ(st.committed_total, 10u);
+  EXPECT_EQ(st.next_seq, 11u);
+  EXPECT_EQ(st.synced_total, 0u);
+  EXPECT_EQ(st.journal_map_bytes, std::size_t{64} << 20);  // the default initial size
+  EXPECT_GT(st.journal_used_bytes, 0u);
+  EXPECT_LE(st.journal_used_bytes, st.journal_map_bytes);
+  const fl::DropCounts none{};
+  EXPECT_EQ(st.dropped.queue_full, none.queue_full);
+  EXPECT_EQ(st.dropped.too_large + st.dropped.invalid + st.dropped.closed +
+                st.dropped.journal_full + st.dropped.journal_error + st.dropped.cleaned_up,
+            0u);
+  // No endpoint: syncing does nothing.
+  const auto sync = c.sync_offline_queue();
+  EXPECT_EQ(sync.synced, 0u);
+  EXPECT_EQ(sync.failed, 0u);
+}
+
+TEST(Status, FlushWaitsForEverythingLoggedBefore) {
+  fl::test::TempDir tmp;
+  auto o = fl::test::test_options(tmp / "j");
+  o.writer_poll_interval = std::chrono::milliseconds(200);  // a sleepy writer
+  o.batch_max_delay = std::chrono::milliseconds(100);
+  fl::Client c(o);
+  for (int round = 1; round <= 5; ++round) {
+    for (int i = 0; i < 100; ++i) ASSERT_EQ(c.log_event("e", {{"i", i}}), fl::LogResult::Ok);
+    if (round % 2 == 0) {
+      c.flush();
+    } else {
+      ASSERT_TRUE(c.flush_for(10s));
+    }
+    EXPECT_EQ(c.get_offline_status().committed_total, static_cast<std::uint64_t>(round * 100));
+  }
+  // A flush with nothing to do returns too.
+  EXPECT_TRUE(c.flush_for(10s));
+}
+
+TEST(Status, DestructorCommitsWithoutFlush) {
+  fl::test::TempDir tmp;
+  auto o = fl::test::test_options(tmp / "j");
+  o.writer_poll_interval = std::chrono::milliseconds(500);
+  {
+    fl::Client c(o);
+    for (int i = 0; i < 1000; ++i) ASSERT_EQ(c.log_event("e", {{"i", i}}), fl::LogResult::Ok);
+  }
+  EXPECT_EQ(read_journal(tmp / "j").size(), 1000u);
+}
+
+// ---- The api_key stays in memory -------------------------------------------------------------
+
+TEST(Secrets, ApiKeyIsNeverWrittenToTheJournal) {
+  fl::test::TempDir tmp;
+  const auto dir = tmp / "j";
+  auto o = fl::test::test_options(dir);
+  o.api_key = kApiKey;
+  {
+    fl::Client c(o);
+    for (int i = 0; i < 100; ++i) {
+      ASSERT_EQ(c.log_prediction({{"i", i}}, {{"p", 0.5}}), fl::LogResult::Ok);
+    }
+    c.flush();
+    (void)c.cleanup_offline_queue(std::chrono::days{1});
+    const auto st = c.get_offline_status();
+    EXPECT_FALSE(contains(st.journal_id, kApiKey));
+  }
+  {
+    fl::Client c(o);  // reopen, too
+    c.log_event("again", {});
+  }
+  std::size_t files = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    ++files;
+    const std::string bytes = fl::test::read_whole_file(e.path());
+    EXPECT_FALSE(contains(bytes, kApiKey)) << e.path();
+    EXPECT_FALSE(contains(bytes, "fl-secret")) << e.path();
+  }
+  EXPECT_GE(files, 3u);
+  const auto dump = fl::test::run_dump(dir);
+  EXPECT_EQ(dump.exit_code, 0);
+  EXPECT_FALSE(contains(dump.out + dump.err, kApiKey));
+}
