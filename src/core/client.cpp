@@ -454,7 +454,11 @@ OfflineStatus Client::get_offline_status() const {
 }
 
 SyncResult Client::sync_offline_queue() {
-  return {};
+  return impl_->sync();
+}
+
+std::size_t Client::retry_failed(std::optional<Priority> only) {
+  return impl_->retry_failed(only);
 }
 
 std::size_t Client::cleanup_older_than(std::chrono::duration<double> older_than) {

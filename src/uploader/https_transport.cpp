@@ -1,11 +1,103 @@
 #include "uploader/https_transport.hpp"
 
+#include <atomic>
+#include <mutex>
+
 #include "flightlog/error.hpp"
+#include "uploader/endpoint.hpp"
+#include "uploader/https_client.hpp"
 
 namespace flightlog::detail {
 
-std::unique_ptr<Transport> make_https_transport(const Options&, std::string&) {
-  throw Error("invalid option endpoint: uploading is being integrated");  // TEMPORARY
+namespace {
+
+class HttpsTransport final : public Transport {
+ public:
+  explicit HttpsTransport(HttpClientConfig config) : client_(std::move(config)) {}
+
+  PostOutcome post(const PostRequest& r) override {
+    PostOutcome out;
+    if (cancelled_.load()) {
+      out.kind = PostOutcome::Kind::Cancelled;
+      return out;
+    }
+    HttpRequest req;
+    req.target = r.target;
+    req.content_type = r.content_type;
+    req.headers = r.headers;
+    req.body = r.body;
+    req.gzip = r.gzip;
+    HttpOutcome o;
+    try {
+      o = client_.post(std::move(req));
+    } catch (const Error& e) {
+      // Only an invalid header gets here (the options were checked): a configuration
+      // problem, not the network's.
+      out.kind = PostOutcome::Kind::TlsFailure;
+      out.error = e.what();
+      set_state("misconfigured");
+      return out;
+    }
+    switch (o.result) {
+      case HttpResult::Response:
+        out.kind = PostOutcome::Kind::Response;
+        break;
+      case HttpResult::Offline:
+        out.kind = PostOutcome::Kind::Offline;
+        break;
+      case HttpResult::SentNoResponse:
+        out.kind = PostOutcome::Kind::SentNoResponse;
+        break;
+      case HttpResult::TlsFailure:
+        out.kind = PostOutcome::Kind::TlsFailure;
+        break;
+      case HttpResult::Cancelled:
+        out.kind = PostOutcome::Kind::Cancelled;
+        break;
+    }
+    out.status = static_cast<int>(o.status);
+    out.body = std::move(o.body);
+    if (o.retry_after) out.retry_after = std::chrono::milliseconds(*o.retry_after);
+    out.error = std::move(o.error);
+    set_state(o.result == HttpResult::Response ? "connected"
+                                               : std::string(http_result_name(o.result)));
+    return out;
+  }
+
+  void cancel() override {
+    cancelled_.store(true);
+    client_.close();
+  }
+
+  std::string connection_state() const override {
+    std::lock_guard lock(mu_);
+    return state_;
+  }
+
+ private:
+  void set_state(std::string s) {
+    std::lock_guard lock(mu_);
+    state_ = std::move(s);
+  }
+
+  HttpsClient client_;
+  std::atomic<bool> cancelled_{false};
+  mutable std::mutex mu_;
+  std::string state_ = "idle";
+};
+
+}  // namespace
+
+std::unique_ptr<Transport> make_https_transport(const Options& o, std::string& target) {
+  HttpClientConfig c;
+  c.endpoint = parse_endpoint(o.endpoint, o.allow_insecure_http);
+  c.ca_file = o.ca_file.string();
+  c.connect_timeout = o.connect_timeout;
+  c.handshake_timeout = o.handshake_timeout;
+  c.request_timeout = o.request_timeout;
+  c.shutdown_timeout = o.shutdown_timeout;
+  target = c.endpoint.target;
+  return std::make_unique<HttpsTransport>(std::move(c));
 }
 
 }  // namespace flightlog::detail

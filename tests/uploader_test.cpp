@@ -1,0 +1,523 @@
+// The uploader end to end: a real Client ships its real journal over real TLS to the
+// scriptable loopback receiver, through every failure class of the design brief.
+#include <gtest/gtest.h>
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "flightlog/flightlog.hpp"
+#include "format/record.hpp"
+#include "journal/journal.hpp"
+#include "support/process.hpp"
+#include "support/temp_dir.hpp"
+#include "support/test_certs.hpp"
+#include "support/test_options.hpp"
+#include "support/tls_receiver.hpp"
+#include "uploader/backoff.hpp"
+#include "uploader/uploader.hpp"
+
+namespace fl = flightlog;
+namespace fd = flightlog::detail;
+namespace ft = flightlog::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* kApiKey = "sk-live-7f3a9c2e-SECRET-do-not-leak";
+
+// Each received line, parsed.
+struct Row {
+  std::string id;
+  std::string priority;
+  std::int64_t n = -1;  // the "n" input every test record carries
+};
+
+std::vector<Row> rows_of(const std::vector<ft::ReceivedRequest>& requests) {
+  std::vector<Row> rows;
+  simdjson::dom::parser parser;
+  for (const auto& req : requests) {
+    std::size_t start = 0;
+    while (start < req.body.size()) {
+      std::size_t end = req.body.find('\n', start);
+      if (end == std::string::npos) end = req.body.size();
+      const std::string line = req.body.substr(start, end - start);
+      start = end + 1;
+      if (line.empty()) continue;
+      simdjson::dom::element doc;
+      EXPECT_EQ(parser.parse(line).get(doc), simdjson::SUCCESS) << line;
+      Row r;
+      r.id = std::string(std::string_view(doc["id"]));
+      r.priority = std::string(std::string_view(doc["priority"]));
+      simdjson::dom::element inputs;
+      if (doc["inputs"].get(inputs) == simdjson::SUCCESS && inputs.is_object()) {
+        std::int64_t n = -1;
+        if (inputs["n"].get(n) == simdjson::SUCCESS) r.n = n;
+      }
+      rows.push_back(std::move(r));
+    }
+  }
+  return rows;
+}
+
+class UploaderTest : public ::testing::Test {
+ protected:
+  std::filesystem::path ca_file() {
+    const auto path = tmp_ / "ca.pem";
+    if (!std::filesystem::exists(path)) std::ofstream(path) << ft::test_certs().ca_pem;
+    return path;
+  }
+
+  fl::Options options_for(const ft::TlsReceiver& rx, bool auto_sync = false) {
+    fl::Options o = ft::blocking_options(tmp_ / "journal");
+    o.endpoint = rx.url("127.0.0.1", "/ingest");
+    o.api_key = kApiKey;
+    o.ca_file = ca_file();
+    o.offline_auto_sync = auto_sync;
+    o.backoff_base = 20ms;
+    o.backoff_cap = 200ms;
+    o.request_timeout = 2000ms;
+    o.connect_timeout = 1000ms;
+    o.handshake_timeout = 1000ms;
+    return o;
+  }
+
+  // Logs `count` records numbered from `first`, W2 priorities by n, then flushes.
+  static void log_numbered(fl::Client& c, std::int64_t first, std::int64_t count,
+                           bool bad_every_10th = false) {
+    static constexpr fl::Priority kW2[20] = {
+        fl::Priority::Critical, fl::Priority::High,   fl::Priority::High,   fl::Priority::High,
+        fl::Priority::Normal,   fl::Priority::Normal, fl::Priority::Normal, fl::Priority::Normal,
+        fl::Priority::Normal,   fl::Priority::Normal, fl::Priority::Normal, fl::Priority::Normal,
+        fl::Priority::Normal,   fl::Priority::Normal, fl::Priority::Normal, fl::Priority::Normal,
+        fl::Priority::Low,      fl::Priority::Low,    fl::Priority::Low,    fl::Priority::Low};
+    for (std::int64_t n = first; n < first + count; ++n) {
+      const bool bad = bad_every_10th && n % 10 == 3;
+      ASSERT_EQ(c.log_prediction({{"n", n}, {"bad", bad}, {"x", 0.5 * static_cast<double>(n)}},
+                                 {{"prediction", 1.0}}, kW2[n % 20]),
+                fl::LogResult::Ok);
+    }
+    c.flush();
+  }
+
+  ft::TempDir tmp_;
+};
+
+// What the journal holds for each record, as the uploader left it.
+struct Stored {
+  std::string state;  // "queued" or "failed"
+  std::int64_t n = -1;
+  int attempts = 0;
+  int last_status = 0;
+};
+
+std::vector<Stored> stored_records(const std::filesystem::path& dir) {
+  std::vector<Stored> out;
+  auto j = fd::Journal::open_read_only(dir);
+  for (std::size_t s = 0; s < fd::kRecordSets; ++s) {
+    const auto set = static_cast<fd::RecordSet>(s);
+    std::uint64_t from = 0;
+    do {
+      from = j->scan(set, from, 1000, [&](std::uint64_t, std::span<const std::byte> b) {
+        fd::DecodedRecord r;
+        EXPECT_EQ(fd::decode_record(b, r), "");
+        Stored st;
+        st.state = set == fd::RecordSet::Failed ? "failed" : "queued";
+        st.attempts = r.attempts;
+        st.last_status = r.last_status;
+        for (const auto& f : r.inputs) {
+          if (f.name == "n") st.n = f.value.as_int();
+        }
+        out.push_back(st);
+      });
+    } while (from != 0);
+  }
+  return out;
+}
+
+int rank_of(const std::string& priority) {
+  return static_cast<int>(*fl::parse_priority(priority));
+}
+
+}  // namespace
+
+// ---- Pure parts -----------------------------------------------------------------------
+
+TEST(Backoff, DelaysStayWithinTheFullJitterBounds) {
+  fd::Backoff b(100ms, 1000ms, 42);
+  for (int round = 0; round < 3; ++round) {
+    for (int n = 0; n < 8; ++n) {
+      const auto bound = std::min<std::int64_t>(1000, 100LL << n);
+      EXPECT_EQ(b.ceiling().count(), bound);
+      const auto d = b.next();
+      EXPECT_GE(d.count(), 0);
+      EXPECT_LE(d.count(), bound);
+    }
+    b.reset();
+  }
+}
+
+TEST(Classify, FollowsTheDesignBrief) {
+  using K = fd::PostOutcome::Kind;
+  auto resp = [](int status, std::string body = {}) {
+    fd::PostOutcome o;
+    o.kind = K::Response;
+    o.status = status;
+    o.body = std::move(body);
+    return o;
+  };
+  auto kind = [](K k) {
+    fd::PostOutcome o;
+    o.kind = k;
+    return o;
+  };
+  EXPECT_EQ(fd::classify(resp(200), false), fd::FailureClass::None);
+  EXPECT_EQ(fd::classify(resp(204), false), fd::FailureClass::None);
+  for (int s : {500, 502, 503, 504, 408, 429}) {
+    EXPECT_EQ(fd::classify(resp(s), false), fd::FailureClass::Retryable) << s;
+  }
+  for (int s : {400, 413, 422})
+    EXPECT_EQ(fd::classify(resp(s), false), fd::FailureClass::Rejected) << s;
+  for (int s : {401, 403, 404, 301}) {
+    EXPECT_EQ(fd::classify(resp(s), false), fd::FailureClass::Misconfigured) << s;
+  }
+  EXPECT_EQ(fd::classify(kind(K::Offline), false), fd::FailureClass::Offline);
+  EXPECT_EQ(fd::classify(kind(K::SentNoResponse), false), fd::FailureClass::Retryable);
+  EXPECT_EQ(fd::classify(kind(K::TlsFailure), false), fd::FailureClass::Misconfigured);
+  // ClickHouse answers 500 for rows it cannot parse: the data's fault, not the server's.
+  const auto parse_error =
+      resp(500, "Code: 27, e.displayText() = DB::Exception: Cannot parse input: (at row 1)");
+  EXPECT_EQ(fd::classify(parse_error, true), fd::FailureClass::Rejected);
+  EXPECT_EQ(fd::classify(parse_error, false), fd::FailureClass::Retryable);
+  EXPECT_EQ(fd::classify(resp(500, "Code: 241, Memory limit exceeded"), true),
+            fd::FailureClass::Retryable);
+}
+
+// ---- End to end -----------------------------------------------------------------------
+
+TEST_F(UploaderTest, DeliversEveryRecordOnceInPriorityOrder) {
+  ft::TlsReceiver rx;
+  fl::Options o = options_for(rx);
+  o.upload_batch_max_records = 300;  // several batches
+  std::string journal_id;
+  {
+    fl::Client c(o);
+    log_numbered(c, 0, 2000);
+    const fl::SyncResult r = c.sync_offline_queue();
+    EXPECT_EQ(r.synced, 2000u);
+    EXPECT_EQ(r.failed, 0u);
+    const auto st = c.get_offline_status();
+    EXPECT_EQ(st.queue_size, 0u);
+    EXPECT_EQ(st.synced_total, 2000u);
+    EXPECT_TRUE(st.last_sync_time.has_value());
+    EXPECT_EQ(st.connection_state, "connected");
+    journal_id = st.journal_id;
+  }
+  const auto reqs = rx.requests();
+  ASSERT_GE(reqs.size(), 7u);
+  for (const auto& q : reqs) {
+    EXPECT_EQ(q.method, "POST");
+    EXPECT_EQ(q.target, "/ingest");
+    EXPECT_EQ(q.header("Authorization"), std::string("Bearer ") + kApiKey);
+    EXPECT_EQ(q.header("Content-Type"), "application/x-ndjson");
+    EXPECT_FALSE(q.header("Idempotency-Key").empty());
+  }
+  const auto rows = rows_of(reqs);
+  ASSERT_EQ(rows.size(), 2000u);
+  std::set<std::int64_t> ns;
+  std::set<std::string> ids;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    ns.insert(rows[i].n);
+    ids.insert(rows[i].id);
+    EXPECT_EQ(rows[i].id.rfind(journal_id + "-", 0), 0u);
+    if (i > 0) {
+      EXPECT_LE(rank_of(rows[i - 1].priority), rank_of(rows[i].priority)) << i;
+    }
+  }
+  EXPECT_EQ(ns.size(), 2000u);
+  EXPECT_EQ(*ns.begin(), 0);
+  EXPECT_EQ(*ns.rbegin(), 1999);
+  EXPECT_EQ(ids.size(), 2000u);
+}
+
+TEST_F(UploaderTest, AutoSyncRunsOnTheIntervalAndWhenABatchIsFull) {
+  ft::TlsReceiver rx;
+  {
+    fl::Options o = options_for(rx, /*auto_sync=*/true);
+    o.offline_sync_interval = 1s;
+    fl::Client c(o);
+    log_numbered(c, 0, 10);
+    ASSERT_TRUE(rx.wait_for_requests(1, 5000ms));
+    EXPECT_EQ(rows_of(rx.requests()).size(), 10u);
+    for (int i = 0; i < 100 && c.get_offline_status().synced_total < 10; ++i) {
+      std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_EQ(c.get_offline_status().queue_size, 0u);
+  }
+  ft::TlsReceiver rx_batch;
+  fl::Options o = options_for(rx_batch, /*auto_sync=*/true);
+  o.offline_sync_interval = std::chrono::hours(1);  // only a full batch can trigger it
+  o.upload_batch_max_records = 100;
+  fl::Client c(o);
+  log_numbered(c, 0, 450);
+  for (int i = 0; i < 100 && c.get_offline_status().synced_total < 450; ++i) {
+    std::this_thread::sleep_for(50ms);
+  }
+  // A full batch started a pass long before the interval, and the pass drained it all.
+  EXPECT_EQ(c.get_offline_status().synced_total, 450u);
+  EXPECT_GE(rx_batch.request_count(), 5u);
+}
+
+TEST_F(UploaderTest, RetryableFailuresCountAttemptsThenFailThenRetryFailedDelivers) {
+  ft::TlsReceiver rx;
+  rx.script(ft::Reply::status_only(503), 3);
+  fl::Client c(options_for(rx));
+  log_numbered(c, 0, 20);
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    const auto r = c.sync_offline_queue();
+    EXPECT_EQ(r.synced, 0u);
+    EXPECT_EQ(r.failed, attempt == 3 ? 20u : 0u) << attempt;
+    const auto st = c.get_offline_status();
+    EXPECT_GE(st.consecutive_failures, attempt);
+    EXPECT_NE(st.last_error.find("503"), std::string::npos) << st.last_error;
+  }
+  auto st = c.get_offline_status();
+  EXPECT_EQ(st.failed_count, 20u);
+  EXPECT_EQ(st.queue_size, 0u);
+  // The failed records carry their attempts and the last status.
+  const auto failed = stored_records(tmp_ / "journal");
+  std::size_t in_failed = 0;
+  for (const auto& rec : failed) {
+    if (rec.state != "failed") continue;
+    ++in_failed;
+    EXPECT_EQ(rec.attempts, 3);
+    EXPECT_EQ(rec.last_status, 503);
+  }
+  EXPECT_EQ(in_failed, 20u);
+  // Back to the queue, and delivered now that the receiver answers 200.
+  EXPECT_EQ(c.retry_failed(), 20u);
+  const auto r = c.sync_offline_queue();
+  EXPECT_EQ(r.synced, 20u);
+  st = c.get_offline_status();
+  EXPECT_EQ(st.failed_count, 0u);
+  EXPECT_EQ(st.queue_size, 0u);
+}
+
+TEST_F(UploaderTest, RetryAfterIsHonoured) {
+  ft::TlsReceiver rx;
+  ft::Reply r = ft::Reply::status_only(429);
+  r.headers.emplace_back("Retry-After", "3");
+  rx.script(r);
+  fl::Options o = options_for(rx, /*auto_sync=*/true);
+  o.offline_sync_interval = 1s;
+  fl::Client c(o);
+  log_numbered(c, 0, 5);
+  ASSERT_TRUE(rx.wait_for_requests(1, 5000ms));
+  std::this_thread::sleep_for(100ms);
+  const auto st = c.get_offline_status();
+  EXPECT_GT(st.current_backoff, 2000ms);  // at least Retry-After, minus what has passed
+  EXPECT_LE(st.current_backoff, 3000ms);
+  EXPECT_EQ(rx.request_count(), 1u);  // nothing before the server's time
+  ASSERT_TRUE(rx.wait_for_requests(2, 6000ms));
+  const auto gap = rx.requests()[1].received_at - rx.requests()[0].received_at;
+  EXPECT_GE(gap, 2900ms);
+}
+
+TEST_F(UploaderTest, RejectedBatchIsSplitToFindTheRecordsAtFault) {
+  ft::TlsReceiver rx;
+  rx.set_responder([](const ft::ReceivedRequest& q) -> std::optional<ft::Reply> {
+    if (q.body.find("\"bad\":true") != std::string::npos) return ft::Reply::status_only(400);
+    return std::nullopt;
+  });
+  fl::Client c(options_for(rx));
+  log_numbered(c, 0, 200, /*bad_every_10th=*/true);
+  const auto r = c.sync_offline_queue();
+  EXPECT_EQ(r.failed, 20u);
+  EXPECT_EQ(r.synced, 180u);
+  const auto st = c.get_offline_status();
+  EXPECT_EQ(st.failed_count, 20u);
+  EXPECT_EQ(st.queue_size, 0u);
+  std::set<std::int64_t> delivered;
+  for (const auto& row : rows_of(rx.requests())) {
+    // Only 2xx-answered requests count as delivered; bad rows never were.
+    if (row.n % 10 != 3) delivered.insert(row.n);
+  }
+  EXPECT_EQ(delivered.size(), 180u);
+  for (const auto& rec : stored_records(tmp_ / "journal")) {
+    EXPECT_EQ(rec.state, "failed");
+    EXPECT_EQ(rec.n % 10, 3);
+    EXPECT_EQ(rec.last_status, 400);
+    EXPECT_EQ(rec.attempts, 0);  // rejected is not an attempt
+  }
+}
+
+TEST_F(UploaderTest, TooLargeBatchesAreSplitUntilTheyFit) {
+  ft::TlsReceiver rx;
+  rx.set_responder([](const ft::ReceivedRequest& q) -> std::optional<ft::Reply> {
+    if (q.body.size() > 4000) return ft::Reply::status_only(413);
+    return std::nullopt;
+  });
+  fl::Client c(options_for(rx));
+  log_numbered(c, 0, 300);
+  const auto r = c.sync_offline_queue();
+  EXPECT_EQ(r.synced, 300u);
+  EXPECT_EQ(r.failed, 0u);
+}
+
+TEST_F(UploaderTest, OfflineCountsNoAttemptAndARestartDeliversEverything) {
+  std::string url;
+  {
+    ft::TlsReceiver gone;
+    url = gone.url();
+  }  // nothing listens there now: connect refused
+  fl::Options o = ft::blocking_options(tmp_ / "journal");
+  o.endpoint = url;
+  o.api_key = kApiKey;
+  o.ca_file = ca_file();
+  o.offline_auto_sync = false;
+  {
+    fl::Client c(o);
+    log_numbered(c, 0, 50);
+    for (int i = 0; i < 4; ++i) {
+      const auto r = c.sync_offline_queue();
+      EXPECT_EQ(r.synced + r.failed, 0u);
+    }
+    const auto st = c.get_offline_status();
+    EXPECT_EQ(st.queue_size, 50u);
+    EXPECT_EQ(st.failed_count, 0u);
+    EXPECT_GE(st.consecutive_failures, 4);
+    EXPECT_FALSE(st.last_error.empty());
+    EXPECT_EQ(st.last_error.find(kApiKey), std::string::npos);
+  }
+  for (const auto& rec : stored_records(tmp_ / "journal")) EXPECT_EQ(rec.attempts, 0);
+  // The network is back (a receiver on a new port) and the process restarted.
+  ft::TlsReceiver rx;
+  fl::Options o2 = options_for(rx);
+  fl::Client c(o2);
+  EXPECT_EQ(c.sync_offline_queue().synced, 50u);
+  EXPECT_EQ(rows_of(rx.requests()).size(), 50u);
+}
+
+TEST_F(UploaderTest, ResetAfterSendingIsRetryableAndMayDuplicate) {
+  ft::TlsReceiver rx;
+  rx.script(ft::Reply::with_fault(ft::Fault::ResetAfterRequest));
+  fl::Client c(options_for(rx));
+  log_numbered(c, 0, 30);
+  auto r = c.sync_offline_queue();
+  EXPECT_EQ(r.synced, 0u);
+  auto st = c.get_offline_status();
+  EXPECT_EQ(st.possibly_duplicated, 30u);
+  for (const auto& rec : stored_records(tmp_ / "journal")) EXPECT_EQ(rec.attempts, 1);
+  r = c.sync_offline_queue();
+  EXPECT_EQ(r.synced, 30u);
+  // The receiver saw the first copy too: every id at least once, duplicates only from
+  // the request that was reset.
+  std::map<std::int64_t, int> seen;
+  for (const auto& row : rows_of(rx.requests())) ++seen[row.n];
+  EXPECT_EQ(seen.size(), 30u);
+  for (const auto& [n, times] : seen) EXPECT_LE(times, 2) << n;
+}
+
+TEST_F(UploaderTest, TruncatedAndSlowResponsesAreRetryable) {
+  ft::TlsReceiver rx;
+  rx.script(ft::Reply::with_fault(ft::Fault::Truncate));
+  ft::Reply slow;
+  slow.delay = 3000ms;  // past request_timeout (2 s)
+  rx.script(slow);
+  fl::Client c(options_for(rx));
+  log_numbered(c, 0, 10);
+  EXPECT_EQ(c.sync_offline_queue().synced, 0u);
+  EXPECT_EQ(c.sync_offline_queue().synced, 0u);
+  for (const auto& rec : stored_records(tmp_ / "journal")) EXPECT_EQ(rec.attempts, 2);
+  EXPECT_EQ(c.sync_offline_queue().synced, 10u);
+}
+
+TEST_F(UploaderTest, CertificateProblemsAreMisconfigurationNotAttempts) {
+  for (auto cert :
+       {ft::ServedCert::WrongHost, ft::ServedCert::Untrusted, ft::ServedCert::Expired}) {
+    ft::TempDir dir;
+    ft::ReceiverOptions ro;
+    ro.cert = cert;
+    ft::TlsReceiver rx(ro);
+    fl::Options o = options_for(rx);
+    o.offline_dir = dir / "journal";
+    fl::Client c(o);
+    log_numbered(c, 0, 5);
+    const auto r = c.sync_offline_queue();
+    EXPECT_EQ(r.synced + r.failed, 0u);
+    const auto st = c.get_offline_status();
+    EXPECT_EQ(st.queue_size, 5u);
+    EXPECT_FALSE(st.last_error.empty());
+    EXPECT_EQ(st.last_error.find(kApiKey), std::string::npos);
+    EXPECT_EQ(rx.request_count(), 0u);  // nothing was sent to an unverified peer
+    for (const auto& rec : stored_records(dir / "journal")) EXPECT_EQ(rec.attempts, 0);
+  }
+}
+
+TEST_F(UploaderTest, ClickHouseFormatAndGzip) {
+  ft::TlsReceiver rx;
+  fl::Options o = options_for(rx);
+  o.upload_format = fl::UploadFormat::ClickHouse;
+  o.clickhouse_table = "fl.records";
+  o.clickhouse_user = "ingest";
+  o.upload_gzip = true;
+  fl::Client c(o);
+  log_numbered(c, 0, 40);
+  EXPECT_EQ(c.sync_offline_queue().synced, 40u);
+  const auto reqs = rx.requests();
+  ASSERT_FALSE(reqs.empty());
+  EXPECT_TRUE(reqs[0].gzipped);
+  EXPECT_TRUE(reqs[0].gunzip_error.empty());
+  EXPECT_EQ(reqs[0].target, "/ingest?query=INSERT%20INTO%20fl.records%20FORMAT%20JSONEachRow");
+  EXPECT_EQ(reqs[0].header("X-ClickHouse-User"), "ingest");
+  EXPECT_EQ(reqs[0].header("X-ClickHouse-Key"), kApiKey);
+  EXPECT_TRUE(reqs[0].header("Authorization").empty());
+  simdjson::dom::parser parser;
+  const std::string first = reqs[0].body.substr(0, reqs[0].body.find('\n'));
+  simdjson::dom::element row;
+  ASSERT_EQ(parser.parse(first).get(row), simdjson::SUCCESS);
+  std::string_view inputs;
+  ASSERT_EQ(row["inputs"].get(inputs), simdjson::SUCCESS);  // a JSON text in a string
+  simdjson::dom::parser inner;
+  simdjson::dom::element in;
+  ASSERT_EQ(inner.parse(std::string(inputs)).get(in), simdjson::SUCCESS);
+  std::int64_t n = -1;
+  EXPECT_EQ(in["n"].get(n), simdjson::SUCCESS);
+}
+
+TEST_F(UploaderTest, MemoryOnlyModeShipsWithoutTouchingTheDisk) {
+  ft::TlsReceiver rx;
+  fl::Options o = options_for(rx);
+  o.enable_offline = false;
+  {
+    fl::Client c(o);
+    log_numbered(c, 0, 100);
+    EXPECT_EQ(c.sync_offline_queue().synced, 100u);
+  }
+  EXPECT_FALSE(std::filesystem::exists(tmp_ / "journal"));
+  EXPECT_EQ(rows_of(rx.requests()).size(), 100u);
+}
+
+TEST_F(UploaderTest, TheApiKeyAppearsNowhereButTheHeader) {
+  ft::TlsReceiver rx;
+  rx.script(ft::Reply::status_only(500));
+  rx.script(ft::Reply::status_only(400));
+  fl::Client c(options_for(rx));
+  log_numbered(c, 0, 1);
+  c.sync_offline_queue();  // 500: an attempt
+  c.sync_offline_queue();  // 400: failed with a reason
+  const auto st = c.get_offline_status();
+  EXPECT_EQ(st.failed_count, 1u);
+  EXPECT_EQ(st.last_error.find(kApiKey), std::string::npos);
+  EXPECT_EQ(st.connection_state.find(kApiKey), std::string::npos);
+  c.flush();
+  for (const auto& entry : std::filesystem::directory_iterator(tmp_ / "journal")) {
+    std::ifstream in(entry.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(bytes.find(kApiKey), std::string::npos) << entry.path();
+  }
+}
