@@ -185,20 +185,20 @@ Uploader::Batch Uploader::next_batch() {
               damaged.push_back({set, seq});
               return;
             }
-            std::string row;
+            const std::size_t before = b.body.size();
             if (ch) {
-              append_clickhouse_row(row, journal_.journal_id(), seq, rec);
+              append_clickhouse_row(b.body, journal_.journal_id(), seq, rec);
             } else {
-              append_record_json(row, journal_.journal_id(), seq, rec, RecordState::Queued,
+              append_record_json(b.body, journal_.journal_id(), seq, rec, RecordState::Queued,
                                  JsonRecordOptions{.include_delivery_state = false});
             }
-            row.push_back('\n');
-            if (!b.refs.empty() && b.bytes + row.size() > config_.batch_max_bytes) {
+            b.body.push_back('\n');
+            if (!b.refs.empty() && b.body.size() > config_.batch_max_bytes) {
+              b.body.resize(before);  // this record starts the next batch
               full = true;
               return;
             }
-            b.bytes += row.size();
-            b.rows.push_back(std::move(row));
+            b.ends.push_back(b.body.size());
             b.refs.push_back({set, seq});
             if (b.refs.size() >= config_.batch_max_records) full = true;
           });
@@ -219,10 +219,7 @@ Uploader::Batch Uploader::next_batch() {
 PostRequest Uploader::request_for(const Batch& batch, std::size_t begin, std::size_t end) const {
   PostRequest req;
   req.gzip = config_.gzip;
-  std::size_t bytes = 0;
-  for (std::size_t i = begin; i < end; ++i) bytes += batch.rows[i].size();
-  req.body.reserve(bytes);
-  for (std::size_t i = begin; i < end; ++i) req.body += batch.rows[i];
+  req.body.assign(batch.body, batch.start(begin), batch.start(end) - batch.start(begin));
   // The same records always carry the same key, so a receiver can drop a re-sent batch.
   req.headers.emplace_back("Idempotency-Key", journal_.journal_id() + "-" +
                                                   std::to_string(batch.refs[begin].seq) + "-" +

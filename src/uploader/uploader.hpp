@@ -85,10 +85,12 @@ class Uploader {
   UploaderStatus status() const;
 
  private:
+  // Rendered records, back to back in one body; record i is body[start(i), ends[i]).
   struct Batch {
     std::vector<RecordRef> refs;
-    std::vector<std::string> rows;  // one rendered record each
-    std::size_t bytes = 0;
+    std::string body;
+    std::vector<std::size_t> ends;
+    std::size_t start(std::size_t i) const { return i == 0 ? 0 : ends[i - 1]; }
   };
   enum class Step { Continue, Stop };
 
