@@ -15,6 +15,7 @@ packages=(
   libsimdjson-dev             # tests check every JSON line with a real parser
   libbenchmark-dev            # micro-benchmarks
   libspdlog-dev libsqlite3-dev  # benchmark peers only
+  clickhouse-server clickhouse-client openssl  # real ClickHouse receiver (integration test)
   clang-format
 )
 
