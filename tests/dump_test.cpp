@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <fstream>
 #include <random>
-#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,6 +46,17 @@ struct DumpedLine {
   std::int64_t n = -1;  // inputs.n, where the test logged one
 };
 
+// "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ" (no std::regex: GCC 12 warns inside it under ASan).
+bool is_rfc3339_nanos(std::string_view ts) {
+  constexpr std::string_view kShape = "dddd-dd-ddTdd:dd:dd.dddddddddZ";
+  if (ts.size() != kShape.size()) return false;
+  for (std::size_t i = 0; i < ts.size(); ++i) {
+    const bool ok = kShape[i] == 'd' ? (ts[i] >= '0' && ts[i] <= '9') : ts[i] == kShape[i];
+    if (!ok) return false;
+  }
+  return true;
+}
+
 DumpedLine parse_line(simdjson::dom::parser& parser, const std::string& line,
                       const std::string& journal_id) {
   DumpedLine d;
@@ -77,8 +87,7 @@ DumpedLine parse_line(simdjson::dom::parser& parser, const std::string& line,
   // The id is "<journal id>-<seq>"; ts is RFC 3339 UTC with nanoseconds, and agrees
   // with ts_ns.
   EXPECT_EQ(d.id, cat(journal_id, "-", std::to_string(d.seq)));
-  static const std::regex kRfc3339(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z)");
-  EXPECT_TRUE(std::regex_match(d.ts, kRfc3339)) << d.ts;
+  EXPECT_TRUE(is_rfc3339_nanos(d.ts)) << d.ts;
   std::string expected_ts;
   fd::append_rfc3339(expected_ts, d.ts_ns);
   EXPECT_EQ(d.ts, expected_ts);

@@ -15,7 +15,6 @@
 #include <limits>
 #include <memory>
 #include <random>
-#include <regex>
 #include <string>
 #include <vector>
 
