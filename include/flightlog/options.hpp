@@ -151,10 +151,13 @@ struct Options {
   // cost well enough that the default can survive power loss (bench/results).
   Durability durability = Durability::Full;
 
-  // A batch (one LMDB write transaction) closes at this many records or this age,
-  // whichever comes first. Larger batches amortise commits; the age bounds how long a
-  // record stays uncommitted under a continuous stream.
-  std::size_t batch_max_records = 8192;
+  // A batch is one LMDB write transaction. The writer drains the queues into the next
+  // batch while the previous one commits (group commit), so a batch holds whatever
+  // arrived during a commit, up to `batch_max_records`; past that the queues absorb the
+  // rest. While the committer is idle, a batch is handed over as soon as the queues are
+  // empty or it is `batch_max_delay` old. Larger = more absorbed during a slow device
+  // flush (each record costs ~150 bytes of batch memory, twice: two batches alternate).
+  std::size_t batch_max_records = 65536;
   std::chrono::microseconds batch_max_delay{5000};
 
   // How long the writer sleeps when every queue is empty. The hot path never wakes it

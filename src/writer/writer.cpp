@@ -37,12 +37,14 @@ Writer::Writer(const WriterConfig& config, Journal& journal, QueueSet& queues,
       producers_(producers),
       schemas_(schemas),
       counters_(counters) {
-  drain_cap_ = kDrainChunkSlots + config_.max_record_slots;
-  drain_buf_.reset(new Slot[drain_cap_]);
-  arena_.reserve(config_.batch_max_records * 128);
-  batch_.reserve(config_.batch_max_records);
+  drain_buf_.reset(new Slot[kDrainChunkSlots + config_.max_record_slots]);
+  for (auto& b : batches_) {
+    b.arena.reserve(std::min<std::size_t>(config_.batch_max_records * 128, kMaxBatchBytes));
+    b.records.reserve(config_.batch_max_records);
+  }
   last_device_sync_ = last_calibration_ = std::chrono::steady_clock::now();
-  thread_ = std::thread([this] { run(); });
+  commit_thread_ = std::thread([this] { commit_loop(); });
+  drain_thread_ = std::thread([this] { drain_loop(); });
 }
 
 Writer::~Writer() {
@@ -51,110 +53,108 @@ Writer::~Writer() {
 
 void Writer::stop() {
   stop_.store(true, std::memory_order_release);
-  wake_.notify_one();
-  if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard lock(mu_);  // pairs with the sleepers' predicate checks
+  }
+  drain_wake_.notify_all();
+  if (drain_thread_.joinable()) drain_thread_.join();
+  commit_wake_.notify_all();
+  if (commit_thread_.joinable()) commit_thread_.join();
 }
 
 bool Writer::flush(std::optional<std::chrono::steady_clock::time_point> deadline) {
   const std::uint64_t ticket = flush_requested_.fetch_add(1, std::memory_order_seq_cst) + 1;
-  wake_.notify_one();
   std::unique_lock lock(mu_);
-  auto done = [&] { return flush_done_ >= ticket || exited_.load(); };
+  drain_wake_.notify_one();
+  auto done = [&] { return flush_done_ >= ticket || commit_exited_; };
   if (!deadline) {
     done_.wait(lock, done);
-    return flush_done_ >= ticket;
+  } else {
+    done_.wait_until(lock, *deadline, done);
   }
-  return done_.wait_until(lock, *deadline, done) && flush_done_ >= ticket;
+  return flush_done_ >= ticket;
 }
 
-std::string Writer::last_error() const {
-  std::lock_guard lock(mu_);
-  return last_error_;
-}
+// ---- Drain thread ------------------------------------------------------------------------
 
-void Writer::run() {
+void Writer::drain_loop() {
+  std::uint64_t handed_ticket = 0;
   for (;;) {
     const bool stopping = stop_.load(std::memory_order_acquire);
     const std::uint64_t ticket = flush_requested_.load(std::memory_order_seq_cst);
     const bool drained = drain_pass();
-    commit_batch();
+    if (drained && ticket > filling_->ticket) filling_->ticket = ticket;
 
     const auto now = std::chrono::steady_clock::now();
-    if (config_.durability == Durability::Periodic &&
-        (now - last_device_sync_ >= config_.periodic_sync_interval ||
-         (drained && ticket > flush_done_))) {
-      journal_.sync_to_device();
-      last_device_sync_ = now;
-    }
     if (now - last_calibration_ >= std::chrono::seconds(1)) {
       clock_.recalibrate();
       last_calibration_ = now;
     }
-    if (drained) {
-      std::lock_guard lock(mu_);
-      if (ticket > flush_done_) {
-        flush_done_ = ticket;
-        done_.notify_all();
-      }
+
+    std::unique_lock lock(mu_);
+    auto has_work = [&] { return !filling_->records.empty() || filling_->ticket > handed_ticket; };
+    if (has_work() && ready_ == nullptr) {
+      // Hand over; the other buffer is free, since the commit thread clears ready_ only
+      // after it has finished with it.
+      handed_ticket = std::max(handed_ticket, filling_->ticket);
+      ready_ = filling_;
+      filling_ = (filling_ == &batches_[0]) ? &batches_[1] : &batches_[0];
+      commit_wake_.notify_one();
+      continue;  // drain again at once: records may be waiting
     }
-    run_commands();
-    if (stopping && drained) break;
+    if (stopping && drained && !has_work()) break;
+    if (has_work() && filling_full()) {
+      // The commit thread is busy and this batch is full: wait for the commit. The
+      // queues absorb what arrives meanwhile.
+      drain_wake_.wait(lock, [&] { return ready_ == nullptr; });
+      continue;
+    }
     if (drained) {
-      std::unique_lock lock(mu_);
-      wake_.wait_for(lock, config_.poll_interval, [&] {
+      // Every queue was empty. Sleep until the commit thread can take what we hold, or
+      // (holding nothing) until a flush, a stop or the poll interval.
+      const bool holding = has_work();
+      drain_wake_.wait_for(lock, config_.poll_interval, [&] {
+        if (holding) return ready_ == nullptr;
         return stop_.load(std::memory_order_relaxed) ||
-               flush_requested_.load(std::memory_order_relaxed) > flush_done_ || !commands_.empty();
+               flush_requested_.load(std::memory_order_relaxed) > handed_ticket;
       });
     }
   }
-  // Commands queued until now run here; later ones run on their caller (see call()).
-  for (;;) {
-    run_commands();
-    std::lock_guard lock(mu_);
-    if (commands_.empty()) {
-      exited_.store(true);
-      done_.notify_all();
-      break;
-    }
-  }
+  std::lock_guard lock(mu_);
+  drain_exited_ = true;
+  commit_wake_.notify_one();
 }
 
-void Writer::run_commands() {
-  for (;;) {
-    std::function<void()> cmd;
-    {
-      std::lock_guard lock(mu_);
-      if (commands_.empty()) return;
-      cmd = std::move(commands_.front());
-      commands_.pop_front();
-    }
-    cmd();  // packaged_task: exceptions land in the caller's future
-  }
+bool Writer::filling_full() const {
+  return filling_->records.size() >= config_.batch_max_records ||
+         filling_->arena.size() >= kMaxBatchBytes;
 }
 
 bool Writer::drain_pass() {
-  batch_start_ = std::chrono::steady_clock::now();
-  bool batch_full = false;
+  pass_start_ = std::chrono::steady_clock::now();
+  if (filling_full()) return false;
+  bool stop_pass = false;
   for (std::size_t p = 0; p < queues_.size(); ++p) {
     const std::size_t n = producers_.count();
     for (std::size_t i = 0; i < n; ++i) {
-      drain_producer(p, producers_.at(i), batch_full);
-      if (batch_full) return false;
+      drain_producer(p, producers_.at(i), stop_pass);
+      if (stop_pass) return false;
     }
   }
   return true;
 }
 
-void Writer::drain_producer(std::size_t priority, Producer& producer, bool& batch_full) {
+void Writer::drain_producer(std::size_t priority, Producer& producer, bool& stop_pass) {
   SlotQueue& q = queues_[priority];
   ProducerToken& token = *producer.tokens[priority];
+  Slot* buf = drain_buf_.get();
   for (;;) {
-    std::size_t n = q.try_dequeue_bulk_from_producer(token, drain_buf_.get(), kDrainChunkSlots);
+    const std::size_t n = q.try_dequeue_bulk_from_producer(token, buf, kDrainChunkSlots);
     if (n == 0) return;
     std::size_t i = 0;
     while (i < n) {
-      const SlotHeader h = read_slot_header(drain_buf_[i].bytes);
-      std::size_t need = h.n_slots;
+      const SlotHeader h = read_slot_header(buf[i].bytes);
+      const std::size_t need = h.n_slots;
       if (need == 0 || need > config_.max_record_slots) {
         bump(counters_.malformed);  // cannot happen unless memory is corrupted
         ++i;
@@ -162,24 +162,26 @@ void Writer::drain_producer(std::size_t priority, Producer& producer, bool& batc
       }
       if (i + need > n) {
         // The rest of this record is still in the producer's queue: a record is
-        // published whole, so it is there now. Move the head to the front and fetch it.
+        // published whole (one bulk enqueue), so it is there now. Move the head to the
+        // front and fetch the rest.
         std::size_t have = n - i;
-        std::memmove(drain_buf_.get(), drain_buf_.get() + i, have * sizeof(Slot));
+        std::memmove(buf, buf + i, have * sizeof(Slot));
         while (have < need) {
-          const std::size_t got =
-              q.try_dequeue_bulk_from_producer(token, drain_buf_.get() + have, need - have);
+          const std::size_t got = q.try_dequeue_bulk_from_producer(token, buf + have, need - have);
           if (got == 0) std::this_thread::yield();
           have += got;
         }
-        encode(drain_buf_.get(), need, static_cast<Priority>(priority));
+        encode(buf, need, static_cast<Priority>(priority));
         break;
       }
-      encode(drain_buf_.get() + i, need, static_cast<Priority>(priority));
+      encode(buf + i, need, static_cast<Priority>(priority));
       i += need;
     }
-    if (batch_.size() >= config_.batch_max_records || arena_.size() >= kMaxBatchBytes ||
-        std::chrono::steady_clock::now() - batch_start_ >= config_.batch_max_delay) {
-      batch_full = true;
+    // Stop when the batch is full, or the pass is old enough that the commit thread
+    // should get what we have (if it is free; drain_loop decides).
+    if (filling_full() ||
+        std::chrono::steady_clock::now() - pass_start_ >= config_.batch_max_delay) {
+      stop_pass = true;
       return;
     }
     if (n < kDrainChunkSlots) return;  // the producer looked empty
@@ -203,8 +205,9 @@ void Writer::encode(const Slot* slots, std::size_t n_slots, Priority p) {
       return;
     }
   }
-  const std::size_t mark = arena_.size();
-  RecordEncoder enc(arena_);
+  std::vector<std::byte>& arena = filling_->arena;
+  const std::size_t mark = arena.size();
+  RecordEncoder enc(arena);
   enc.begin(static_cast<std::uint8_t>(h.kind), p, clock_.to_unix_ns(h.raw_time), name, h.n_inputs,
             h.n_outputs);
   const std::byte* tags = cur;
@@ -223,7 +226,7 @@ void Writer::encode(const Slot* slots, std::size_t n_slots, Priority p) {
     }
     const std::size_t size = value_size(type, cur);
     if (size == 0 || cur + size > end) {
-      arena_.resize(mark);
+      arena.resize(mark);
       bump(counters_.malformed);
       return;
     }
@@ -231,22 +234,77 @@ void Writer::encode(const Slot* slots, std::size_t n_slots, Priority p) {
     cur += size;
   }
   const std::size_t offset = enc.finish();
-  batch_.push_back(PendingRecord{p, static_cast<std::uint32_t>(offset),
-                                 static_cast<std::uint32_t>(arena_.size() - offset)});
+  filling_->records.push_back(PendingRecord{p, static_cast<std::uint32_t>(offset),
+                                            static_cast<std::uint32_t>(arena.size() - offset)});
 }
 
-void Writer::commit_batch() {
-  if (batch_.empty()) return;
-  const CommitOutcome out = journal_.commit(arena_, batch_, config_.max_queued);
+// ---- Commit thread -----------------------------------------------------------------------
+
+void Writer::commit_loop() {
+  for (;;) {
+    Batch* batch = nullptr;
+    {
+      std::unique_lock lock(mu_);
+      const auto wait = config_.durability == Durability::Periodic
+                            ? std::chrono::duration_cast<std::chrono::microseconds>(
+                                  config_.periodic_sync_interval)
+                            : std::chrono::microseconds(std::chrono::seconds(1));
+      commit_wake_.wait_for(
+          lock, wait, [&] { return ready_ != nullptr || !commands_.empty() || drain_exited_; });
+      batch = ready_;
+      if (batch == nullptr && commands_.empty() && drain_exited_) break;
+    }
+    if (batch != nullptr) commit(*batch);
+    run_commands();
+    const auto now = std::chrono::steady_clock::now();
+    const bool flush_waits = batch != nullptr && batch->ticket > 0;
+    if (config_.durability == Durability::Periodic &&
+        (now - last_device_sync_ >= config_.periodic_sync_interval || flush_waits)) {
+      journal_.sync_to_device();
+      last_device_sync_ = now;
+    }
+    if (batch != nullptr) {
+      std::lock_guard lock(mu_);
+      if (batch->ticket > flush_done_) {
+        flush_done_ = batch->ticket;
+        done_.notify_all();
+      }
+      batch->clear();
+      ready_ = nullptr;
+      drain_wake_.notify_one();
+    }
+  }
+  // Commands queued until now run here; later ones run on their caller (see call()).
+  for (;;) {
+    run_commands();
+    std::lock_guard lock(mu_);
+    if (commands_.empty()) {
+      commit_exited_ = true;
+      done_.notify_all();
+      break;
+    }
+  }
+}
+
+void Writer::commit(Batch& batch) {
+  if (batch.records.empty()) return;
+  const CommitOutcome out = journal_.commit(batch.arena, batch.records, config_.max_queued);
   bump(counters_.committed, out.committed);
   bump(counters_.journal_full, out.dropped_journal_full);
   bump(counters_.journal_error, out.dropped_error);
-  if (!out.error.empty()) {
-    std::lock_guard lock(mu_);
-    last_error_ = out.error;
+}
+
+void Writer::run_commands() {
+  for (;;) {
+    std::function<void()> cmd;
+    {
+      std::lock_guard lock(mu_);
+      if (commands_.empty()) return;
+      cmd = std::move(commands_.front());
+      commands_.pop_front();
+    }
+    cmd();  // packaged_task: exceptions land in the caller's future
   }
-  batch_.clear();
-  arena_.clear();
 }
 
 }  // namespace flightlog::detail

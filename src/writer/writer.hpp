@@ -1,13 +1,30 @@
-// The writer thread: drains the per-priority queues and commits them to the journal in
+// The writer: drains the per-priority queues and commits them to the journal in
 // batches, one LMDB write transaction per batch.
 //
-// One pass: read the flush ticket; drain CRITICAL from every producer, then HIGH,
-// NORMAL, LOW, encoding each record into the batch; stop early when the batch reaches
-// batch_max_records or batch_max_delay; commit. A pass that found every queue empty
-// after reading the ticket proves that everything logged before the ticket's flush()
-// is committed, so it completes that ticket. Between passes it runs queued commands
-// (cleanup), and when every queue was empty it sleeps up to writer_poll_interval: the
-// hot path never wakes it, because waking is a system call.
+// It is a two-stage pipeline, because a commit in Durability::Full waits for the device
+// (two fdatasyncs, 5-30 ms on a shared VM) and the queues must keep draining meanwhile:
+//
+//   drain thread                                  commit thread
+//   ------------                                  -------------
+//   pass: read the flush ticket; drain CRITICAL,   waits for a batch, commits it (one
+//   HIGH, NORMAL, LOW from every producer,         write transaction), completes the
+//   encoding records into the filling batch        flush ticket the batch carries, frees
+//   hand the batch over when the commit thread     the batch; runs commands (cleanup,
+//   is free; else keep filling it (up to           uploader bookkeeping) between batches
+//   batch_max_records), then wait
+//
+// Two batch buffers alternate: one filling, one committing. While a commit waits for
+// the device, the next batch grows with everything that arrives, so throughput is not
+// bounded by the device's latency (group commit), and memory stays bounded by
+// batch_max_records plus the queues.
+//
+// flush(): a pass that found every queue empty after reading ticket T proves that all
+// records logged before T's flush() are in the filling batch or an earlier one. The
+// filling batch then carries T; when it is committed (batches commit in order), T is
+// complete. An empty batch may carry a ticket alone.
+//
+// The hot path never wakes the drain thread (that would be a system call): it sleeps
+// writer_poll_interval when every queue is empty.
 #pragma once
 
 #include <chrono>
@@ -33,7 +50,7 @@
 namespace flightlog::detail {
 
 struct WriterConfig {
-  std::size_t batch_max_records = 8192;
+  std::size_t batch_max_records = 65536;
   std::chrono::microseconds batch_max_delay{5000};
   std::chrono::microseconds poll_interval{1000};
   Durability durability = Durability::Full;
@@ -50,16 +67,16 @@ class Writer {
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
 
-  // Drains every queue, commits, and joins the thread. Idempotent.
+  // Drains every queue, commits, and joins both threads. Idempotent.
   void stop();
 
   // Waits until everything enqueued before the call is committed (or dropped and
   // counted). False if `deadline` passed first.
   bool flush(std::optional<std::chrono::steady_clock::time_point> deadline);
 
-  // Runs `fn` on the writer thread between batches and returns its result; rethrows
-  // what it throws. Once the writer has stopped, `fn` runs on the caller's thread (no
-  // other thread writes then).
+  // Runs `fn` on the commit thread between batches (the only thread that writes the
+  // journal) and returns its result; rethrows what it throws. Once the writer has
+  // stopped, `fn` runs on the caller's thread (no other thread writes then).
   template <typename F>
   auto call(F fn) -> decltype(fn()) {
     using R = decltype(fn());
@@ -68,7 +85,7 @@ class Writer {
     bool inline_run = false;
     {
       std::lock_guard lock(mu_);
-      if (exited_.load()) {
+      if (commit_exited_) {
         inline_run = true;
       } else {
         commands_.emplace_back([task] { (*task)(); });
@@ -77,48 +94,66 @@ class Writer {
     if (inline_run) {
       (*task)();
     } else {
-      wake_.notify_one();
+      commit_wake_.notify_one();
     }
     return result.get();
   }
 
-  std::string last_error() const;
-
  private:
-  void run();
-  // One pass over every queue; returns true if every queue was found empty.
+  struct Batch {
+    std::vector<std::byte> arena;
+    std::vector<PendingRecord> records;
+    std::uint64_t ticket = 0;  // flush ticket completed once this batch is committed
+    void clear() {
+      arena.clear();
+      records.clear();
+      ticket = 0;
+    }
+  };
+
+  void drain_loop();
+  void commit_loop();
+  // One pass over every queue into `filling_`; true if every queue was found empty.
   bool drain_pass();
-  void drain_producer(std::size_t priority, Producer& producer, bool& batch_full);
+  void drain_producer(std::size_t priority, Producer& producer, bool& stop_pass);
   void encode(const Slot* slots, std::size_t n_slots, Priority p);
-  void commit_batch();
+  bool filling_full() const;
+  void commit(Batch& batch);
   void run_commands();
 
   const WriterConfig config_;
   Journal& journal_;
   QueueSet& queues_;
   ProducerRegistry& producers_;
-  SchemaTable::Reader schemas_;
+  SchemaTable::Reader schemas_;  // drain thread only
   WriterCounters& counters_;
-  TimestampConverter clock_;
+  TimestampConverter clock_;  // drain thread only
 
+  // Drain thread only.
   std::unique_ptr<Slot[]> drain_buf_;
-  std::size_t drain_cap_ = 0;
-  std::vector<std::byte> arena_;
-  std::vector<PendingRecord> batch_;
-  std::chrono::steady_clock::time_point batch_start_;
-  std::chrono::steady_clock::time_point last_device_sync_;
+  std::chrono::steady_clock::time_point pass_start_;
   std::chrono::steady_clock::time_point last_calibration_;
+  Batch batches_[2];
+  Batch* filling_ = &batches_[0];
 
-  mutable std::mutex mu_;
-  std::condition_variable wake_;  // writer sleeps on it
-  std::condition_variable done_;  // flush() waits on it
-  std::atomic<std::uint64_t> flush_requested_{0};
-  std::uint64_t flush_done_ = 0;  // under mu_
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> exited_{false};  // run() returned; flush() stops waiting
+  // Commit thread only.
+  std::chrono::steady_clock::time_point last_device_sync_;
+
+  // Shared, under mu_.
+  std::mutex mu_;
+  std::condition_variable drain_wake_;   // the drain thread sleeps on it
+  std::condition_variable commit_wake_;  // the commit thread sleeps on it
+  std::condition_variable done_;         // flush() waits on it
+  Batch* ready_ = nullptr;               // handed to the commit thread, until committed
+  std::uint64_t flush_done_ = 0;
+  bool drain_exited_ = false;
+  bool commit_exited_ = false;
   std::deque<std::function<void()>> commands_;
-  std::string last_error_;  // under mu_
-  std::thread thread_;
+
+  std::atomic<std::uint64_t> flush_requested_{0};
+  std::atomic<bool> stop_{false};
+  std::thread commit_thread_;
+  std::thread drain_thread_;
 };
 
 }  // namespace flightlog::detail
