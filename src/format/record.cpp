@@ -134,9 +134,10 @@ bool peek_timestamp(std::span<const std::byte> bytes, std::int64_t& ts_ns) noexc
 }
 
 void RecordEncoder::begin(std::uint8_t kind, Priority p, std::int64_t ts_ns, std::string_view name,
-                          std::uint8_t n_inputs, std::uint8_t n_outputs) {
+                          std::uint8_t n_inputs, std::uint8_t n_outputs, std::size_t fields_bytes) {
   start_ = arena_.size();
-  arena_.resize(start_ + kRecordHeaderBytes + name.size());
+  pos_ = start_ + kRecordHeaderBytes + name.size();
+  arena_.resize(pos_ + fields_bytes);
   std::byte* h = arena_.data() + start_;
   std::memset(h, 0, kRecordHeaderBytes);
   h[0] = std::byte{kRecordVersion};
@@ -151,17 +152,19 @@ void RecordEncoder::begin(std::uint8_t kind, Priority p, std::int64_t ts_ns, std
 
 void RecordEncoder::field(std::string_view name, Value::Type type, const std::byte* value,
                           std::size_t size) {
-  const std::size_t at = arena_.size();
-  arena_.resize(at + 2 + name.size() + size);
-  std::byte* d = arena_.data() + at;
+  const std::size_t need = 2 + name.size() + size;
+  if (pos_ + need > arena_.size()) arena_.resize(pos_ + need);
+  std::byte* d = arena_.data() + pos_;
   d[0] = static_cast<std::byte>(type);
   d[1] = static_cast<std::byte>(name.size());
   std::memcpy(d + 2, name.data(), name.size());
   std::memcpy(d + 2 + name.size(), value, size);
+  pos_ += need;
 }
 
 std::size_t RecordEncoder::finish() {
-  std::span<const std::byte> rec(arena_.data() + start_, arena_.size() - start_);
+  arena_.resize(pos_);  // drops any unused reservation
+  std::span<const std::byte> rec(arena_.data() + start_, pos_ - start_);
   store<std::uint32_t>(arena_.data() + start_ + 4, record_crc(rec));
   return start_;
 }

@@ -69,8 +69,10 @@ bool peek_timestamp(std::span<const std::byte> bytes, std::int64_t& ts_ns) noexc
 class RecordEncoder {
  public:
   explicit RecordEncoder(std::vector<std::byte>& arena) : arena_(arena) {}
+  // `fields_bytes`, when known, is the sum over fields of 2 + name size + value size:
+  // the arena then grows once per record instead of once per field.
   void begin(std::uint8_t kind, Priority p, std::int64_t ts_ns, std::string_view name,
-             std::uint8_t n_inputs, std::uint8_t n_outputs);
+             std::uint8_t n_inputs, std::uint8_t n_outputs, std::size_t fields_bytes = 0);
   void field(std::string_view name, Value::Type type, const std::byte* value, std::size_t size);
   // Seals the record (writes the CRC). Returns its offset in the arena.
   std::size_t finish();
@@ -78,6 +80,7 @@ class RecordEncoder {
  private:
   std::vector<std::byte>& arena_;
   std::size_t start_ = 0;
+  std::size_t pos_ = 0;  // where the next field goes
 };
 
 // Rewrites attempts / last_status / reason of an encoded record (the uploader) and

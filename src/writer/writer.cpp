@@ -205,13 +205,36 @@ void Writer::encode(const Slot* slots, std::size_t n_slots, Priority p) {
       return;
     }
   }
-  std::vector<std::byte>& arena = filling_->arena;
-  const std::size_t mark = arena.size();
-  RecordEncoder enc(arena);
-  enc.begin(static_cast<std::uint8_t>(h.kind), p, clock_.to_unix_ns(h.raw_time), name, h.n_inputs,
-            h.n_outputs);
+  // First walk: the size of every field, and a check that it lies within the record.
   const std::byte* tags = cur;
   if (def != nullptr) cur += n;
+  const std::byte* fields_begin = cur;
+  std::size_t fields_bytes = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    Value::Type type;
+    std::size_t name_len;
+    if (def != nullptr) {
+      type = static_cast<Value::Type>(tags[i]);
+      name_len = i < h.n_inputs ? def->inputs[i].size() : def->outputs[i - h.n_inputs].size();
+    } else {
+      type = static_cast<Value::Type>(cur[0]);
+      name_len = static_cast<std::size_t>(cur[1]);
+      cur += 2 + name_len;
+    }
+    const std::size_t size = cur < end ? value_size(type, cur) : 0;
+    if (size == 0 || cur + size > end) {
+      bump(counters_.malformed);
+      return;
+    }
+    cur += size;
+    fields_bytes += 2 + name_len + size;
+  }
+  // Second walk: write the record with one arena growth.
+  std::vector<std::byte>& arena = filling_->arena;
+  RecordEncoder enc(arena);
+  enc.begin(static_cast<std::uint8_t>(h.kind), p, clock_.to_unix_ns(h.raw_time), name, h.n_inputs,
+            h.n_outputs, fields_bytes);
+  cur = fields_begin;
   for (std::size_t i = 0; i < n; ++i) {
     Value::Type type;
     std::string_view field_name;
@@ -220,16 +243,10 @@ void Writer::encode(const Slot* slots, std::size_t n_slots, Priority p) {
       field_name = i < h.n_inputs ? def->inputs[i] : def->outputs[i - h.n_inputs];
     } else {
       type = static_cast<Value::Type>(cur[0]);
-      const auto len = static_cast<std::size_t>(cur[1]);
-      field_name = {reinterpret_cast<const char*>(cur + 2), len};
-      cur += 2 + len;
+      field_name = {reinterpret_cast<const char*>(cur + 2), static_cast<std::size_t>(cur[1])};
+      cur += 2 + field_name.size();
     }
     const std::size_t size = value_size(type, cur);
-    if (size == 0 || cur + size > end) {
-      arena.resize(mark);
-      bump(counters_.malformed);
-      return;
-    }
     enc.field(field_name, type, cur, size);
     cur += size;
   }
