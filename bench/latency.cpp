@@ -1,0 +1,587 @@
+// flightlog-bench-latency: the hot-path latency of logging one W1 prediction (4 double
+// inputs, 1 double output, priority NORMAL), against the floor of the queue flightlog is
+// built on and against spdlog's asynchronous logger. Method: /work/shared/bench-method.md.
+//
+// Contestants, run one after another, each with its own consumer thread running:
+//   floor   moodycamel::ConcurrentQueue<Pod64>::try_enqueue(token, pod) of a 64-byte POD
+//           with a producer token; a consumer drains it the way flightlog's writer does
+//           (per producer, 1,024 at a time, sleeping 1 ms when everything is empty)
+//   schema  client.log_prediction(schema, {x1, x2, x3, x4}, {p})
+//   named   client.log_prediction({{"feature1", x1}, ...}, {{"prediction", p}})
+//   spdlog  async logger (overrun_oldest, never blocks) to a file, the same five values
+//
+// Methods (each producer thread runs the same loop, all threads start together):
+//   burst     a busy wait of 2.0-2.2 ms, then 20 calls timed together with rdtsc; one
+//             sample = the burst's time / 20. The pause lets every consumer keep up, so
+//             the figure is the caller's cost, not a full queue's.
+//   per-call  rdtsc around every single call, with the same pause every 20 calls. The
+//             samples include the timer's own cost (printed as "timer overhead").
+#include <concurrentqueue/concurrentqueue.h>
+#include <spdlog/async.h>
+#include <spdlog/async_logger.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common.hpp"
+#include "flightlog/flightlog.hpp"
+
+namespace fl = flightlog;
+using namespace flightlog::bench;
+
+namespace {
+
+enum class Method { Burst, PerCall };
+
+const char* method_name(Method m) {
+  return m == Method::Burst ? "burst" : "per-call";
+}
+
+struct Config {
+  int bursts = 10'000;                    // per thread, burst method
+  int burst_size = 20;                    // calls per burst; also the per-call pacing group
+  int warmup_bursts = 100;                // per thread and round, before measuring, not recorded
+  std::size_t percall_calls = 1'000'000;  // per configuration, split over rounds and threads
+  int rounds = 5;                         // contestants take turns this many times (see below)
+};
+
+// ---- The measurement loop --------------------------------------------------------------
+
+// Runs one thread's measurement of `call` and returns its samples in nanoseconds.
+// `call(i)` logs the W1 record of index i. A template, so the floor's try_enqueue is
+// inlined exactly as a user's would be and no contestant pays for an indirect call.
+template <typename Call>
+std::vector<double> measure(Call& call, Method method, const Config& cfg, std::size_t calls,
+                            const TscClock& clock, std::uint64_t seed) {
+  Pacer pacer(clock, seed);
+  const int n = cfg.burst_size;
+  std::uint64_t i = 0;
+  // Warm-up with the same pacing: takes first-call allocations (flightlog's producer,
+  // spdlog's buffers), page faults and cold caches out of the figures.
+  for (int b = 0; b < cfg.warmup_bursts; ++b) {
+    pacer.wait();
+    for (int k = 0; k < n; ++k) call(i++);
+  }
+
+  std::vector<double> out;
+  if (method == Method::Burst) {
+    out.reserve(static_cast<std::size_t>(cfg.bursts));
+    for (int b = 0; b < cfg.bursts; ++b) {
+      pacer.wait();
+      const std::uint64_t t0 = tsc_begin();
+      for (int k = 0; k < n; ++k) call(i++);
+      const std::uint64_t t1 = tsc_end();
+      out.push_back(clock.to_ns(static_cast<double>(t1 - t0)) / n);
+    }
+    return out;
+  }
+  // Per call: raw ticks into a buffer sized (and its pages touched) beforehand.
+  std::vector<std::uint64_t> ticks(calls);
+  std::size_t c = 0;
+  while (c < calls) {
+    pacer.wait();
+    for (int k = 0; k < n && c < calls; ++k, ++c) {
+      const std::uint64_t t0 = tsc_begin();
+      call(i++);
+      const std::uint64_t t1 = tsc_end();
+      ticks[c] = t1 - t0;
+    }
+  }
+  out.reserve(calls);
+  for (std::uint64_t t : ticks) out.push_back(clock.to_ns(static_cast<double>(t)));
+  return out;
+}
+
+// ---- Contestants ---------------------------------------------------------------------
+//
+// Each contestant sets itself up for `threads` producers in its constructor, hands each
+// thread a `Call` (its hot-path call, by value, so per-thread state stays on that
+// thread), and in finish() drains its consumer and checks that every call got through.
+// finish() returns a warning, or "" when everything was delivered.
+
+// The floor: the queue alone, with a slot the size of flightlog's.
+struct alignas(64) Pod64 {
+  std::uint64_t seq;
+  double values[5];
+  std::uint64_t reserved[2];
+};
+static_assert(sizeof(Pod64) == 64);
+
+class FloorContestant {
+ public:
+  using Queue = moodycamel::ConcurrentQueue<Pod64>;
+
+  explicit FloorContestant(int threads)
+      // Preallocated like flightlog's queues (4096 slots per producer): try_enqueue never
+      // allocates, so it fails rather than mallocs when the pool runs out.
+      : queue_(std::size_t{4096} * static_cast<std::size_t>(threads),
+               static_cast<std::size_t>(threads), 0) {
+    for (int t = 0; t < threads; ++t) {
+      tokens_.push_back(std::make_unique<moodycamel::ProducerToken>(queue_));
+    }
+    consumer_ = std::thread([this] { drain(); });
+  }
+
+  struct Call {
+    Queue* queue;
+    moodycamel::ProducerToken* token;
+    std::uint64_t failures = 0;
+    void operator()(std::uint64_t i) noexcept {
+      const W1Values v = w1_values(i);
+      const Pod64 pod{i, {v.f1, v.f2, v.f3, v.f4, v.prediction}, {0, 0}};
+      if (!queue->try_enqueue(*token, pod)) ++failures;
+    }
+  };
+  Call caller(int t) { return Call{&queue_, tokens_[static_cast<std::size_t>(t)].get()}; }
+  void done(const Call& c) { failures_ += c.failures; }
+
+  std::string finish(std::uint64_t expected) {
+    stop_.store(true, std::memory_order_release);
+    consumer_.join();
+    if (failures_ != 0 || consumed_ != expected) {
+      return "floor: " + std::to_string(failures_) + " failed enqueues, consumed " +
+             std::to_string(consumed_) + " of " + std::to_string(expected);
+    }
+    return "";
+  }
+
+ private:
+  // Mirrors flightlog's writer: drain each producer in chunks of 1,024, read every
+  // record (the writer encodes each), sleep 1 ms (writer_poll_interval) when all empty.
+  void drain() {
+    std::vector<Pod64> buf(1024);
+    for (;;) {
+      const bool stopping = stop_.load(std::memory_order_acquire);
+      std::size_t got = 0;
+      for (auto& token : tokens_) {
+        std::size_t n = 0;
+        while ((n = queue_.try_dequeue_bulk_from_producer(*token, buf.data(), buf.size())) > 0) {
+          for (std::size_t k = 0; k < n; ++k) checksum_ += buf[k].seq;
+          got += n;
+        }
+      }
+      consumed_ += got;
+      if (got == 0) {
+        if (stopping) return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+  }
+
+  Queue queue_;
+  std::vector<std::unique_ptr<moodycamel::ProducerToken>> tokens_;
+  std::thread consumer_;
+  std::atomic<bool> stop_{false};
+  std::uint64_t consumed_ = 0;  // consumer thread only, read after join
+  std::uint64_t checksum_ = 0;  // keeps the reads from being optimised away
+  std::uint64_t failures_ = 0;
+};
+
+// flightlog in either form. Default options (Durability::Full, Drop for NORMAL), in a
+// fresh journal, so a writer that fell behind would show up as drops in finish().
+template <bool Named>
+class FlightlogContestant {
+ public:
+  explicit FlightlogContestant(int threads)
+      : client_(options(dir_.path(), threads)),
+        schema_(client_.schema({"feature1", "feature2", "feature3", "feature4"}, {"prediction"})) {}
+
+  struct Call {
+    fl::Client* client;
+    fl::Schema schema;
+    std::uint64_t failures = 0;
+    void operator()(std::uint64_t i) noexcept {
+      const W1Values v = w1_values(i);
+      fl::LogResult r;
+      if constexpr (Named) {
+        r = client->log_prediction(
+            {{"feature1", v.f1}, {"feature2", v.f2}, {"feature3", v.f3}, {"feature4", v.f4}},
+            {{"prediction", v.prediction}});
+      } else {
+        r = client->log_prediction(schema, {v.f1, v.f2, v.f3, v.f4}, {v.prediction});
+      }
+      if (r != fl::LogResult::Ok) ++failures;
+    }
+  };
+  Call caller(int) { return Call{&client_, schema_}; }
+  void done(const Call& c) { failures_ += c.failures; }
+
+  std::string finish(std::uint64_t expected) {
+    client_.flush();
+    const fl::OfflineStatus s = client_.get_offline_status();
+    std::uint64_t dropped = s.dropped.too_large + s.dropped.invalid + s.dropped.closed +
+                            s.dropped.journal_full + s.dropped.journal_error;
+    for (auto d : s.dropped.queue_full) dropped += d;
+    if (failures_ != 0 || dropped != 0 || s.committed_total != expected) {
+      return std::string(Named ? "named" : "schema") + ": " + std::to_string(failures_) +
+             " calls not Ok, " + std::to_string(dropped) + " dropped, committed " +
+             std::to_string(s.committed_total) + " of " + std::to_string(expected);
+    }
+    return "";
+  }
+
+ private:
+  static fl::Options options(const std::filesystem::path& dir, int threads) {
+    fl::Options o;
+    o.offline_dir = dir / "journal";
+    o.max_producer_threads = std::max(o.max_producer_threads, static_cast<std::size_t>(threads));
+    return o;
+  }
+
+  TempDir dir_;  // declared first: outlives the client
+  fl::Client client_;
+  fl::Schema schema_;
+  std::uint64_t failures_ = 0;
+};
+
+// spdlog's asynchronous logger: the caller formats the message (fmt) and posts it to a
+// bounded queue; a pool thread writes it to the file. overrun_oldest: never blocks.
+class SpdlogContestant {
+ public:
+  explicit SpdlogContestant(int)
+      : pool_(std::make_shared<spdlog::details::thread_pool>(8192, 1)),
+        logger_(std::make_shared<spdlog::async_logger>(
+            "bench",
+            std::make_shared<spdlog::sinks::basic_file_sink_mt>((dir_ / "spdlog.log").string(),
+                                                                true),
+            pool_, spdlog::async_overflow_policy::overrun_oldest)) {}
+
+  struct Call {
+    spdlog::async_logger* logger;
+    void operator()(std::uint64_t i) {
+      const W1Values v = w1_values(i);
+      logger->info("feature1={} feature2={} feature3={} feature4={} prediction={}", v.f1, v.f2,
+                   v.f3, v.f4, v.prediction);
+    }
+  };
+  Call caller(int) { return Call{logger_.get()}; }
+  void done(const Call&) {}
+
+  std::string finish(std::uint64_t) {
+    logger_->flush();
+    const std::size_t overruns = pool_->overrun_counter();
+    logger_.reset();
+    pool_.reset();  // joins the pool thread once the queue is drained
+    return overruns == 0 ? "" : "spdlog: " + std::to_string(overruns) + " messages overrun";
+  }
+
+ private:
+  TempDir dir_;
+  std::shared_ptr<spdlog::details::thread_pool> pool_;
+  std::shared_ptr<spdlog::async_logger> logger_;
+};
+
+// ---- Running a configuration ----------------------------------------------------------
+//
+// A configuration (method x thread count) is measured in rounds: each round runs every
+// contestant once, with a fresh instance (new journal, new queue, new log file) and its
+// share of the bursts or calls. On a shared machine a neighbour's build that starts or
+// stops mid-run then lands on every contestant alike, instead of on whichever one was
+// running at that moment, so the ratios stay meaningful.
+
+struct Result {
+  std::string contestant;
+  Method method;
+  int threads;
+  Percentiles p;
+  std::string warning;
+  // Per-call method only: the first call after each pause, and the other calls. The
+  // pause lets caches and TLBs go cold, so the first call shows what a burst pays once.
+  Percentiles first;
+  Percentiles rest;
+};
+
+// One round of one contestant. Appends its samples to `samples` and returns a warning,
+// or "" when every call was delivered.
+template <typename Contestant>
+std::string run_round(std::vector<double>& samples, int threads, Method method,
+                      const Config& round_cfg, const TscClock& clock, unsigned round) {
+  // A whole number of pacing groups per thread, so sample k of a thread is call
+  // k % burst_size of its group (the split into first and other calls relies on it).
+  const auto group = static_cast<std::size_t>(round_cfg.burst_size);
+  const std::size_t per_thread_calls =
+      round_cfg.percall_calls / static_cast<std::size_t>(threads) / group * group;
+  std::vector<std::vector<double>> per_thread(static_cast<std::size_t>(threads));
+  Contestant contestant(threads);
+  std::mutex done_mu;
+  StartGate gate;
+  std::vector<std::thread> producers;
+  for (int t = 0; t < threads; ++t) {
+    producers.emplace_back([&, t] {
+      auto call = contestant.caller(t);
+      gate.wait();
+      const std::uint64_t seed = 1000 * round + static_cast<unsigned>(t);
+      per_thread[static_cast<std::size_t>(t)] =
+          measure(call, method, round_cfg, per_thread_calls, clock, seed);
+      std::lock_guard lock(done_mu);
+      contestant.done(call);
+    });
+  }
+  gate.open();
+  for (auto& p : producers) p.join();
+  const std::uint64_t measured = method == Method::Burst ? std::uint64_t(round_cfg.bursts) *
+                                                               std::uint64_t(round_cfg.burst_size)
+                                                         : per_thread_calls;
+  const std::uint64_t per_thread_total =
+      std::uint64_t(round_cfg.warmup_bursts) * std::uint64_t(round_cfg.burst_size) + measured;
+  for (auto& s : per_thread) samples.insert(samples.end(), s.begin(), s.end());
+  return contestant.finish(per_thread_total * static_cast<std::uint64_t>(threads));
+}
+
+std::string run_round_of(const std::string& name, std::vector<double>& samples, int threads,
+                         Method method, const Config& round_cfg, const TscClock& clock,
+                         unsigned round) {
+  if (name == "floor") {
+    return run_round<FloorContestant>(samples, threads, method, round_cfg, clock, round);
+  }
+  if (name == "schema") {
+    return run_round<FlightlogContestant<false>>(samples, threads, method, round_cfg, clock, round);
+  }
+  if (name == "named") {
+    return run_round<FlightlogContestant<true>>(samples, threads, method, round_cfg, clock, round);
+  }
+  return run_round<SpdlogContestant>(samples, threads, method, round_cfg, clock, round);
+}
+
+// Measures every contestant in one configuration; results in the order of `names`.
+std::vector<Result> run_configuration(const std::vector<std::string>& names, int threads,
+                                      Method method, const Config& cfg, const TscClock& clock) {
+  Config round_cfg = cfg;
+  round_cfg.bursts = cfg.bursts / cfg.rounds;
+  round_cfg.percall_calls = cfg.percall_calls / static_cast<std::size_t>(cfg.rounds);
+  std::vector<std::vector<double>> samples(names.size());
+  std::vector<std::string> warnings(names.size());
+  for (int round = 0; round < cfg.rounds; ++round) {
+    std::cout << "  " << method_name(method) << ", " << threads << " thread(s), round " << round + 1
+              << "/" << cfg.rounds << ", p50:";
+    for (std::size_t c = 0; c < names.size(); ++c) {
+      std::vector<double> got;
+      const std::string w = run_round_of(names[c], got, threads, method, round_cfg, clock,
+                                         static_cast<unsigned>(round + 1));
+      if (!w.empty()) {
+        std::cerr << "\nWARNING: round " << round + 1 << ": " << w << std::endl;
+        warnings[c] +=
+            (warnings[c].empty() ? "" : "; ") + ("round " + std::to_string(round + 1) + ": " + w);
+      }
+      samples[c].insert(samples[c].end(), got.begin(), got.end());
+      std::cout << ' ' << names[c] << ' ' << fixed(percentiles(got).p50) << std::flush;  // sorts
+    }
+    std::cout << std::endl;
+  }
+  std::vector<Result> out;
+  for (std::size_t c = 0; c < names.size(); ++c) {
+    Result r{names[c], method, threads, {}, warnings[c], {}, {}};
+    if (method == Method::PerCall) {
+      std::vector<double> first, rest;
+      for (std::size_t k = 0; k < samples[c].size(); ++k) {
+        (k % static_cast<std::size_t>(cfg.burst_size) == 0 ? first : rest).push_back(samples[c][k]);
+      }
+      r.first = percentiles(first);
+      r.rest = percentiles(rest);
+    }
+    r.p = percentiles(samples[c]);  // sorts: after the split, which needs call order
+    out.push_back(r);
+  }
+  return out;
+}
+
+// The timer's own cost: an empty region timed the per-call way, back to back.
+double timer_overhead_ns(const TscClock& clock) {
+  std::vector<double> s(200'000);
+  for (auto& x : s) {
+    const std::uint64_t t0 = tsc_begin();
+    const std::uint64_t t1 = tsc_end();
+    x = clock.to_ns(static_cast<double>(t1 - t0));
+  }
+  return percentiles(s).p50;
+}
+
+// ---- Output --------------------------------------------------------------------------
+
+const Result* find(const std::vector<Result>& rs, const std::string& name, Method m, int threads) {
+  for (const auto& r : rs) {
+    if (r.contestant == name && r.method == m && r.threads == threads) return &r;
+  }
+  return nullptr;
+}
+
+void write_csv(const std::filesystem::path& file, const std::vector<Result>& results) {
+  std::ofstream out(file);
+  out << "method,threads,contestant,samples,p50_ns,p90_ns,p99_ns,p99.9_ns,p99.99_ns,max_ns,"
+         "first_call_p50_ns,first_call_p99_ns,other_calls_p50_ns,other_calls_p99_ns,warning\n";
+  for (const auto& r : results) {
+    out << method_name(r.method) << ',' << r.threads << ',' << r.contestant << ',' << r.p.n << ','
+        << fixed(r.p.p50, 2) << ',' << fixed(r.p.p90, 2) << ',' << fixed(r.p.p99, 2) << ','
+        << fixed(r.p.p999, 2) << ',' << fixed(r.p.p9999, 2) << ',' << fixed(r.p.max, 2) << ',';
+    if (r.method == Method::PerCall) {
+      out << fixed(r.first.p50, 2) << ',' << fixed(r.first.p99, 2) << ',' << fixed(r.rest.p50, 2)
+          << ',' << fixed(r.rest.p99, 2);
+    } else {
+      out << ",,,";
+    }
+    out << ",\"" << r.warning << "\"\n";
+  }
+}
+
+void write_markdown(const std::filesystem::path& file, const std::vector<Result>& results,
+                    const Config& cfg, const std::vector<int>& thread_counts, double ghz,
+                    double overhead_ns) {
+  std::ofstream md(file);
+  md << "## Hot-path latency (W1: 4 double inputs, 1 double output, NORMAL)\n\n"
+     << "Nanoseconds per call. TSC " << fixed(ghz, 3) << " GHz (calibrated against "
+     << "CLOCK_MONOTONIC_RAW). Timer overhead (an empty region timed like one per-call "
+     << "sample): p50 " << fixed(overhead_ns) << " ns; it is included in the per-call "
+     << "figures and amortised over " << cfg.burst_size << " calls in the burst figures.\n\n"
+     << "- **burst**: per thread, " << cfg.bursts << " bursts of " << cfg.burst_size
+     << " calls, each after a busy wait of 2.0-2.2 ms (uniform); one sample = burst time / "
+     << cfg.burst_size << ".\n"
+     << "- **per-call**: rdtsc around every call, " << cfg.percall_calls
+     << " calls per configuration (split evenly over its rounds and threads), paced like the "
+        "bursts: "
+     << "the same 2.0-2.2 ms busy wait every " << cfg.burst_size
+     << " calls (so the run does not take forever).\n"
+     << "- Contestants take turns in " << cfg.rounds << " interleaved rounds (each round: a "
+     << "fresh instance of every contestant with 1/" << cfg.rounds << " of the samples), so "
+     << "load from neighbours on this shared machine falls on all of them alike. Every thread "
+     << "of every round first runs " << cfg.warmup_bursts
+     << " unrecorded warm-up bursts. Threads are not pinned; with more producer threads "
+     << "than cores, the tail includes preemption.\n"
+     << "- floor = `moodycamel::ConcurrentQueue<Pod64>::try_enqueue(token, pod)`; schema / "
+     << "named = flightlog's two forms of `log_prediction` (default Options: Durability::Full); "
+     << "spdlog = async logger, `overrun_oldest`, basic file sink, same five values.\n\n";
+  for (Method m : {Method::Burst, Method::PerCall}) {
+    for (int threads : thread_counts) {
+      const Result* floor = find(results, "floor", m, threads);
+      bool any = false;
+      for (const auto& r : results) any = any || (r.method == m && r.threads == threads);
+      if (!any) continue;
+      md << "### " << method_name(m) << " method, " << threads << " producer thread"
+         << (threads == 1 ? "" : "s") << "\n\n"
+         << "| contestant | samples | p50 | p90 | p99 | p99.9 | p99.99 | max | p50 / floor | "
+            "p99.9 / floor |\n"
+         << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+      for (const auto& r : results) {
+        if (r.method != m || r.threads != threads) continue;
+        md << "| " << r.contestant << " | " << r.p.n << " | " << fixed(r.p.p50) << " | "
+           << fixed(r.p.p90) << " | " << fixed(r.p.p99) << " | " << fixed(r.p.p999) << " | "
+           << fixed(r.p.p9999) << " | " << fixed(r.p.max) << " | "
+           << (floor ? fixed(r.p.p50 / floor->p.p50, 2) + "x" : "-") << " | "
+           << (floor ? fixed(r.p.p999 / floor->p.p999, 2) + "x" : "-") << " |\n";
+      }
+      md << "\n";
+      if (m == Method::PerCall) {
+        md << "The same samples split by position in the pacing group: the first call after "
+           << "each pause (caches and TLBs gone cold) and the other " << cfg.burst_size - 1
+           << ".\n\n"
+           << "| contestant | first call p50 | first call p99 | other calls p50 | other calls p99 "
+              "|\n|---|---:|---:|---:|---:|\n";
+        for (const auto& r : results) {
+          if (r.method != m || r.threads != threads) continue;
+          md << "| " << r.contestant << " | " << fixed(r.first.p50) << " | " << fixed(r.first.p99)
+             << " | " << fixed(r.rest.p50) << " | " << fixed(r.rest.p99) << " |\n";
+        }
+        md << "\n";
+      }
+      for (const auto& r : results) {
+        if (r.method == m && r.threads == threads && !r.warning.empty()) {
+          md << "**Warning:** " << r.warning << "\n\n";
+        }
+      }
+    }
+  }
+}
+
+std::vector<Target> targets(const std::vector<Result>& rs) {
+  std::vector<Target> out;
+  const Result* floor = find(rs, "floor", Method::Burst, 1);
+  const Result* schema = find(rs, "schema", Method::Burst, 1);
+  const Result* named = find(rs, "named", Method::Burst, 1);
+  const Result* spd = find(rs, "spdlog", Method::Burst, 1);
+  if (schema && floor) {
+    out.push_back({"latency: schema p50 / floor p50 (burst; 1 thread)",
+                   schema->p.p50 / floor->p.p50, 1.2, true});
+  }
+  if (schema && spd) {
+    out.push_back({"latency: schema p50 / spdlog p50 (burst; 1 thread)", schema->p.p50 / spd->p.p50,
+                   0.04, true});
+  }
+  if (schema && floor) {
+    out.push_back({"latency: schema p99.9 / floor p99.9 (burst; 1 thread)",
+                   schema->p.p999 / floor->p.p999, 2.0, true});
+  }
+  if (named && floor) {
+    out.push_back({"latency: named p50 / floor p50 (burst; 1 thread)", named->p.p50 / floor->p.p50,
+                   2.0, true});
+  }
+  if (named && spd) {
+    out.push_back({"latency: named p50 / spdlog p50 (burst; 1 thread)", named->p.p50 / spd->p.p50,
+                   0.1, true});
+  }
+  return out;
+}
+
+bool wanted(const std::vector<std::string>& list, const std::string& name) {
+  return std::find(list.begin(), list.end(), name) != list.end();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Hot-path latency of flightlog against the raw queue floor and spdlog (W1)."};
+  Config cfg;
+  std::string out_dir = ".";
+  std::vector<int> thread_counts{1, 4};
+  std::vector<std::string> contestants{"floor", "schema", "named", "spdlog"};
+  std::vector<std::string> methods{"burst", "per-call"};
+  app.add_option("--out", out_dir, "Directory for latency.csv, latency.md, latency-targets.csv");
+  app.add_option("--threads", thread_counts, "Producer thread counts")->delimiter(',');
+  app.add_option("--contestants", contestants, "Any of floor,schema,named,spdlog")->delimiter(',');
+  app.add_option("--methods", methods, "Any of burst,per-call")->delimiter(',');
+  app.add_option("--bursts", cfg.bursts, "Bursts per thread (burst method)");
+  app.add_option("--burst-size", cfg.burst_size, "Calls per burst / per pacing group");
+  app.add_option("--warmup-bursts", cfg.warmup_bursts, "Unrecorded bursts per thread and round");
+  app.add_option("--rounds", cfg.rounds, "Turns the contestants take (interleaved)");
+  app.add_option("--percall-calls", cfg.percall_calls,
+                 "Timed calls per configuration, split over its threads (per-call method)");
+  CLI11_PARSE(app, argc, argv);
+
+  const TscClock clock;
+  const double overhead = timer_overhead_ns(clock);
+  std::cout << "TSC " << fixed(1.0 / clock.ns_per_tick(), 3) << " GHz, timer overhead p50 "
+            << fixed(overhead) << " ns" << std::endl;
+
+  // The fixed order floor, schema, named, spdlog: spdlog's file write-back then follows
+  // the others rather than preceding them.
+  std::vector<std::string> names;
+  for (const char* c : {"floor", "schema", "named", "spdlog"}) {
+    if (wanted(contestants, c)) names.push_back(c);
+  }
+  std::vector<Result> results;
+  for (int threads : thread_counts) {
+    for (const std::string& mname : methods) {
+      const Method m = mname == "burst" ? Method::Burst : Method::PerCall;
+      for (auto& r : run_configuration(names, threads, m, cfg, clock)) results.push_back(r);
+    }
+  }
+
+  const std::filesystem::path out(out_dir);
+  std::filesystem::create_directories(out);
+  write_csv(out / "latency.csv", results);
+  write_markdown(out / "latency.md", results, cfg, thread_counts, 1.0 / clock.ns_per_tick(),
+                 overhead);
+  const auto t = targets(results);
+  write_targets(out / "latency-targets.csv", t);
+  for (const auto& x : t) {
+    std::cout << (x.pass() ? "PASS " : "MISS ") << x.name << ": " << fixed(x.ratio, 3)
+              << (x.at_most ? " <= " : " >= ") << x.limit << std::endl;
+  }
+  return 0;
+}
