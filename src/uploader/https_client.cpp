@@ -360,7 +360,6 @@ class HttpsClient::Impl {
   std::optional<beast::tcp_stream> plain_;
   beast::flat_buffer buffer_;
   bool connected_ = false;
-  std::uint64_t responses_on_connection_ = 0;
   std::deque<Job> queue_;
   net::steady_timer wake_{ioc_};
   net::steady_timer resolve_timer_{ioc_};
@@ -375,6 +374,7 @@ class HttpsClient::Impl {
   std::atomic<std::uint64_t> connections_opened_{0};
   std::atomic<std::uint64_t> requests_sent_{0};
   std::atomic<std::uint64_t> stale_retries_{0};
+  std::atomic<bool> connected_now_{false};  // mirrors connected_ for stats()
   std::promise<void> exited_;
   std::thread thread_;
   std::thread::id io_thread_id_;
@@ -488,7 +488,8 @@ void HttpsClient::Impl::close() {
 }
 
 HttpClientStats HttpsClient::Impl::stats() const {
-  return {connections_opened_.load(), requests_sent_.load(), stale_retries_.load()};
+  return {connections_opened_.load(), requests_sent_.load(), stale_retries_.load(),
+          connected_now_.load()};
 }
 
 void HttpsClient::Impl::begin_close() {
@@ -514,7 +515,7 @@ void HttpsClient::Impl::drop_connection() {
   tls_.reset();
   plain_.reset();
   connected_ = false;
-  responses_on_connection_ = 0;
+  connected_now_.store(false);
   buffer_.clear();
 }
 
@@ -572,7 +573,7 @@ net::awaitable<HttpOutcome> HttpsClient::Impl::perform(HttpRequest& r) {
   req.set(http::field::user_agent, cfg_.user_agent);
   req.set(http::field::content_type, r.content_type);
   if (r.gzip) req.set(http::field::content_encoding, "gzip");
-  for (auto& [name, value] : r.headers) req.set(name, value);
+  for (auto& [name, value] : r.headers) req.insert(name, value);
   req.keep_alive(true);
   req.body() = std::move(r.body);
   req.prepare_payload();
@@ -712,7 +713,7 @@ net::awaitable<std::optional<HttpOutcome>> HttpsClient::Impl::open_connection() 
   }
   lowest().expires_never();
   connected_ = true;
-  responses_on_connection_ = 0;
+  connected_now_.store(true);
   buffer_.clear();
   co_return std::nullopt;
 }
@@ -776,13 +777,20 @@ net::awaitable<HttpsClient::Impl::Exchange> HttpsClient::Impl::exchange(
   ++requests_sent_;
   auto [write_ec, written] = co_await http::async_write(stream, request, kUseTuple);
   (void)written;
-  http::response_parser<http::string_body> parser;
+  // A fresh parser per message: interim 1xx responses (100 Continue, 103 Early Hints)
+  // may precede the real one, a few at most.
+  std::optional<http::response_parser<http::string_body>> parser;
   error_code read_ec;
-  if (!write_ec) {
-    parser.body_limit(cfg_.max_response_body);
-    auto [ec, read] = co_await http::async_read(stream, buffer_, parser, kUseTuple);
+  bool got_interim = false;
+  for (int message = 0; !write_ec && message < 5; ++message) {
+    parser.emplace();
+    parser->body_limit(cfg_.max_response_body);
+    auto [ec, read] = co_await http::async_read(stream, buffer_, *parser, kUseTuple);
     (void)read;
     read_ec = ec;
+    unsigned status = ec ? 0 : parser->get().result_int();
+    if (status < 100 || status >= 200 || status == 101) break;
+    got_interim = true;
   }
   error_code ec = write_ec ? write_ec : read_ec;
   if (closing_ && ec) {
@@ -790,8 +798,8 @@ net::awaitable<HttpsClient::Impl::Exchange> HttpsClient::Impl::exchange(
     drop_connection();
     co_return ex;
   }
-  bool got_response_bytes = parser.got_some() || buffer_.size() > 0;
-  bool header_done = parser.is_header_done();
+  bool got_response_bytes = got_interim || (parser && parser->got_some()) || buffer_.size() > 0;
+  bool header_done = parser && parser->is_header_done();
   if (ec && !(ec == http::error::body_limit && header_done)) {
     drop_connection();
     ex.stale = !got_response_bytes && is_stale_connection_error(ec);
@@ -814,7 +822,7 @@ net::awaitable<HttpsClient::Impl::Exchange> HttpsClient::Impl::exchange(
   }
 
   lowest().expires_never();
-  auto& res = parser.get();
+  auto& res = parser->get();
   HttpOutcome& o = ex.outcome;
   o.result = HttpResult::Response;
   o.status = res.result_int();
@@ -826,7 +834,6 @@ net::awaitable<HttpsClient::Impl::Exchange> HttpsClient::Impl::exchange(
   if (auto it = res.find(http::field::retry_after); it != res.end()) {
     o.retry_after = parse_retry_after(it->value(), std::chrono::system_clock::now());
   }
-  ++responses_on_connection_;
   // A body over max_response_body was not read to its end, so the connection is not at a
   // message boundary any more.
   if (ec || !res.keep_alive() || res.need_eof()) {

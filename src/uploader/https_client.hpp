@@ -65,8 +65,8 @@ struct HttpRequest {
   std::string content_type = "application/x-ndjson";
   // Sent as given. Values are never logged or quoted in errors. Names must be HTTP
   // tokens and values must not contain CR, LF or NUL (async_post throws otherwise).
-  // Host, Content-Length, Content-Encoding, Connection and User-Agent are set by the
-  // client and may not be given here.
+  // Host, Content-Type, Content-Length, Content-Encoding, Transfer-Encoding, Connection
+  // and User-Agent are set by the client and may not be given here.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   bool gzip = false;   // gzip the body (on the calling thread) and send Content-Encoding
@@ -93,13 +93,16 @@ struct HttpOutcome {
   std::string error;               // why, when not a Response; contains no header values
   bool reused_connection = false;  // the (last) attempt went over a kept-alive connection
   bool stale_retried = false;      // a stale kept-alive connection was replaced once
-  std::chrono::steady_clock::duration elapsed{};  // from start of sending to the outcome
+  // From the start of the attempt (connect and any stale retry included) to the
+  // outcome; time spent queued behind earlier requests is not counted.
+  std::chrono::steady_clock::duration elapsed{};
 };
 
 struct HttpClientStats {
   std::uint64_t connections_opened = 0;  // TCP connects that succeeded
   std::uint64_t requests_sent = 0;       // writes started, retries included
   std::uint64_t stale_retries = 0;
+  bool connected = false;  // a connection is open (idle or busy) right now
 };
 
 class HttpsClient {

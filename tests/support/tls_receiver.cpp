@@ -325,6 +325,11 @@ net::awaitable<void> TlsReceiver::Impl::serve(Stream& stream, std::size_t id,
         break;
     }
 
+    if (reply.interim_100) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      auto [cec, cn] = co_await net::async_write(stream, net::buffer(kContinue), kUseTuple);
+      if (cec || stopping) co_return;
+    }
     http::response<http::string_body> res;
     res.version(req.version());
     res.result(reply.status);

@@ -57,6 +57,7 @@ struct Reply {
   Fault fault = Fault::None;
   std::chrono::milliseconds delay{0};  // wait before answering (a slow server)
   bool connection_close = false;       // send "Connection: close" and close politely
+  bool interim_100 = false;            // send "100 Continue" first (an interim response)
 
   static Reply status_only(unsigned status) {
     Reply r;
