@@ -10,6 +10,7 @@ packages=(
   liblmdb-dev lmdb-utils      # the journal (+ mdb_stat/mdb_dump for inspection)
   libboost1.81-dev libssl-dev # uploader transport (Beast/Asio + OpenSSL)
   zlib1g-dev                  # gzip of request bodies
+  libdeflate-dev              # CRC-32 of journal records (hardware-accelerated)
   libcli11-dev                # command lines of the tools
   libgtest-dev libgmock-dev   # tests
   libsimdjson-dev             # tests check every JSON line with a real parser

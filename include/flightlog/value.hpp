@@ -48,6 +48,10 @@ class Value {
   constexpr bool as_bool() const noexcept { return b_; }
   constexpr std::string_view as_string() const noexcept { return {s_.data, s_.size}; }
 
+  // For the hot path: copies the 8-byte payload of a Double or Int value (both live at
+  // the same address of the union) to `dst`.
+  void copy_payload8(void* dst) const noexcept { __builtin_memcpy(dst, &d_, 8); }
+
  private:
   struct Chars {
     const char* data;

@@ -1,6 +1,6 @@
 #include "format/record.hpp"
 
-#include <zlib.h>
+#include <libdeflate.h>
 
 #include <algorithm>
 #include <bit>
@@ -78,8 +78,8 @@ std::string read_field(Reader& r, DecodedField& f) {
 
 std::uint32_t record_crc(std::span<const std::byte> record) noexcept {
   if (record.size() < 8) return 0;
-  return static_cast<std::uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(record.data() + 8),
-                                          static_cast<uInt>(record.size() - 8)));
+  // libdeflate: the same CRC-32 as zlib's crc32, several times faster (PCLMULQDQ).
+  return libdeflate_crc32(0, record.data() + 8, record.size() - 8);
 }
 
 std::string decode_record(std::span<const std::byte> bytes, DecodedRecord& out) {

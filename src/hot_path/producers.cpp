@@ -37,7 +37,7 @@ thread_local ProducerRegistry::CacheEntry ProducerRegistry::t_cache_[kCacheEntri
 
 Producer::Producer(QueueSet& queues, std::size_t staging_slots) : staging(new Slot[staging_slots]) {
   for (std::size_t p = 0; p < tokens.size(); ++p) {
-    tokens[p] = std::make_unique<ProducerToken>(queues[p]);
+    tokens[p].emplace(queues[p]);
   }
 }
 

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "hot_path/queue.hpp"
@@ -29,8 +30,12 @@ using QueueSet = std::array<SlotQueue, 4>;
 
 struct Producer {
   Producer(QueueSet& queues, std::size_t staging_slots);
-  std::array<std::unique_ptr<ProducerToken>, 4> tokens;  // one per priority
-  std::unique_ptr<Slot[]> staging;                       // where multi-slot records are assembled
+  ProducerToken& token(std::size_t priority) noexcept { return *tokens[priority]; }
+
+  // Inline (no pointer to chase): the first call after an idle pause finds the tokens
+  // in the cache lines it loads for the Producer itself.
+  std::array<std::optional<ProducerToken>, 4> tokens;  // one per priority
+  std::unique_ptr<Slot[]> staging;                     // multi-slot records are built here
   std::atomic<bool> in_use{true};
 };
 

@@ -146,7 +146,7 @@ bool Writer::drain_pass() {
 
 void Writer::drain_producer(std::size_t priority, Producer& producer, bool& stop_pass) {
   SlotQueue& q = queues_[priority];
-  ProducerToken& token = *producer.tokens[priority];
+  ProducerToken& token = producer.token(priority);
   Slot* buf = drain_buf_.get();
   for (;;) {
     const std::size_t n = q.try_dequeue_bulk_from_producer(token, buf, kDrainChunkSlots);
