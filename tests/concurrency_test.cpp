@@ -133,7 +133,7 @@ TEST(Concurrency, EightProducersEveryRecordExactlyOnce) {
   fl::test::TempDir tmp;
   const auto dir = tmp / "j";
   constexpr std::int64_t kThreads = 8;
-  constexpr std::int64_t kPerThread = 3000;
+  constexpr std::int64_t kPerThread = fl::test::scaled(3000);
   auto o = fl::test::blocking_options(dir);  // nothing may be dropped
   o.max_producer_threads = kThreads;
   o.offline_max_queue_size = 0;
@@ -170,7 +170,7 @@ TEST(Concurrency, ThreadsThatExitMakeRoomForNewOnes) {
   const auto dir = tmp / "j";
   constexpr std::int64_t kAtOnce = 2;   // max_producer_threads
   constexpr std::int64_t kRounds = 10;  // 20 threads over time, never more than 2 at once
-  constexpr std::int64_t kPerThread = 500;
+  constexpr std::int64_t kPerThread = fl::test::scaled(500);
   auto o = fl::test::blocking_options(dir);
   o.max_producer_threads = kAtOnce;
   o.offline_max_queue_size = 0;
@@ -209,7 +209,7 @@ TEST(Concurrency, ConcurrentFlushesEachWaitForWhatPrecededThem) {
   fl::test::TempDir tmp;
   const auto dir = tmp / "j";
   constexpr std::int64_t kProducers = 4;
-  constexpr std::int64_t kPerThread = 2000;
+  constexpr std::int64_t kPerThread = fl::test::scaled(2000);
   auto o = fl::test::blocking_options(dir);
   o.offline_max_queue_size = 0;
   o.max_producer_threads = kProducers;
@@ -260,7 +260,7 @@ TEST(Concurrency, ThreadsLoggingIntoSeveralClients) {
   fl::test::TempDir tmp;
   constexpr int kClients = 5;
   constexpr std::int64_t kThreads = 4;
-  constexpr std::int64_t kPerThread = 400;
+  constexpr std::int64_t kPerThread = fl::test::scaled(400);
   std::vector<std::unique_ptr<fl::Client>> clients;
   std::vector<fl::Schema> schemas;
   for (int i = 0; i < kClients; ++i) {
@@ -341,7 +341,7 @@ TEST(Concurrency, SchemasRegisteredWhileOthersLog) {
   fl::test::TempDir tmp;
   const auto dir = tmp / "j";
   constexpr std::int64_t kProducers = 3;
-  constexpr std::int64_t kPerThread = 2000;
+  constexpr std::int64_t kPerThread = fl::test::scaled(2000);
   constexpr int kSchemas = 300;
   auto o = fl::test::blocking_options(dir);
   o.offline_max_queue_size = 0;
@@ -395,7 +395,7 @@ TEST(Concurrency, CleanupAndStatusWhileLogging) {
   fl::test::TempDir tmp;
   const auto dir = tmp / "j";
   constexpr std::int64_t kProducers = 3;
-  constexpr std::int64_t kPerThread = 3000;
+  constexpr std::int64_t kPerThread = fl::test::scaled(3000);
   auto o = fl::test::blocking_options(dir);
   o.offline_max_queue_size = 0;
   fl::Client c(o);

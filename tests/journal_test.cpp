@@ -328,6 +328,19 @@ TEST(JournalDirectory, GroupOrWorldWritableDirectoryIsRefused) {
   EXPECT_NO_THROW(fl::Client c(fl::test::test_options(ok)));
 }
 
+TEST(JournalDirectory, DirectoryOfAnotherUserIsRefused) {
+  fl::test::TempDir tmp;
+  const auto dir = tmp / "theirs";
+  std::filesystem::create_directory(dir);
+  ASSERT_EQ(chmod(dir.c_str(), 0700), 0);
+  if (chown(dir.c_str(), geteuid() + 4242, static_cast<gid_t>(-1)) != 0) {
+    GTEST_SKIP() << "cannot give a directory away (not root)";
+  }
+  const std::string err = error_of([&] { fl::Client c(fl::test::test_options(dir)); });
+  EXPECT_TRUE(contains(err, "belongs to another user")) << err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "data.mdb"));
+}
+
 TEST(JournalDirectory, EmptyPathAndNonDirectoryAreRefused) {
   fl::test::TempDir tmp;
   std::string err = error_of([&] { fd::Journal::open_for_writing(config_for("")); });
@@ -440,6 +453,7 @@ TEST(JournalMap, GrowsFromOneMebibyteAndKeepsEveryRecord) {
     for (int i = 0; i < kRecords; ++i) {
       ASSERT_EQ(c.log_prediction({{"n", i}, {"s", std::string_view(payload)}}, {{"p", i * 0.5}}),
                 fl::LogResult::Ok);
+      if (i % 200 == 199) c.flush();  // paces the producer: Block never spins for long
     }
     c.flush();
     const auto s = c.get_offline_status();
@@ -467,6 +481,7 @@ TEST(JournalMap, GrowsFromOneMebibyteAndKeepsEveryRecord) {
   EXPECT_EQ(s.queue_size, static_cast<std::size_t>(kRecords));
   // ... and grows again when it must.
   for (int i = 0; i < 2000; ++i) {
+    if (i % 200 == 199) c.flush();
     ASSERT_EQ(
         c.log_prediction({{"n", kRecords + i}, {"s", std::string_view(payload)}}, {{"p", 0.0}}),
         fl::LogResult::Ok);
@@ -491,6 +506,9 @@ TEST(JournalMap, FullJournalDropsAndCountsButKeepsWhatWasCommitted) {
     for (int i = 0; i < kRecords; ++i) {
       ASSERT_EQ(c.log_prediction({{"n", i}, {"s", std::string_view(payload)}}, {{"p", 1.0}}),
                 fl::LogResult::Ok);
+      if (i % 200 == 199) {
+        ASSERT_TRUE(c.flush_for(30s));  // paces the producer
+      }
     }
     ASSERT_TRUE(c.flush_for(30s));  // a full journal must not stall flush()
     const auto s = c.get_offline_status();
@@ -678,6 +696,7 @@ TEST(JournalCleanup, RemovesMoreThanOneTransactionHolds) {
   auto s = c.schema({"n"}, {});
   for (int i = 0; i < kRecords; ++i) {
     ASSERT_EQ(c.log_prediction(s, {i}, {}, fl::Priority::Low), fl::LogResult::Ok);
+    if (i % 2000 == 1999) c.flush();  // paces the producer
   }
   c.flush();
   ASSERT_EQ(c.get_offline_status().queue_size, static_cast<std::size_t>(kRecords));
