@@ -41,10 +41,25 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept {
 
 }  // namespace
 
+namespace {
+// True for bytes that need escaping or UTF-8 validation.
+inline bool needs_care(unsigned char c) noexcept {
+  return c < 0x20 || c == '"' || c == '\\' || c >= 0x80;
+}
+}  // namespace
+
 void append_json_string(std::string& out, std::string_view s) {
   out.push_back('"');
   std::size_t i = 0;
   while (i < s.size()) {
+    // Fast path: a run of plain ASCII goes in with one append.
+    std::size_t run = i;
+    while (run < s.size() && !needs_care(static_cast<unsigned char>(s[run]))) ++run;
+    if (run > i) {
+      out.append(s.data() + i, run - i);
+      i = run;
+      if (i == s.size()) break;
+    }
     const auto c = static_cast<unsigned char>(s[i]);
     if (c >= 0x80) {
       const std::size_t len = utf8_sequence_length(s, i);
@@ -80,13 +95,9 @@ void append_json_string(std::string& out, std::string_view s) {
         out += "\\f";
         break;
       default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out.push_back(kHex[c >> 4]);
-          out.push_back(kHex[c & 0xF]);
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
+        out += "\\u00";
+        out.push_back(kHex[c >> 4]);
+        out.push_back(kHex[c & 0xF]);
     }
     ++i;
   }
@@ -123,6 +134,28 @@ void append_json_value(std::string& out, const Value& v) {
   out += "null";
 }
 
+namespace {
+// Civil date from days since 1970-01-01 (proleptic Gregorian; H. Hinnant's algorithm).
+void civil_from_days(std::int64_t z, int& y, unsigned& m, unsigned& d) noexcept {
+  z += 719468;
+  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const auto doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const std::int64_t yy = static_cast<std::int64_t>(yoe) + era * 400;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  d = doy - (153 * mp + 2) / 5 + 1;
+  m = mp < 10 ? mp + 3 : mp - 9;
+  y = static_cast<int>(yy + (m <= 2));
+}
+inline void put_digits(char* p, std::uint64_t v, int n) noexcept {
+  for (int k = n - 1; k >= 0; --k) {
+    p[k] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  }
+}
+}  // namespace
+
 void append_rfc3339(std::string& out, std::int64_t unix_ns) {
   std::int64_t secs = unix_ns / 1'000'000'000;
   std::int64_t frac = unix_ns % 1'000'000'000;
@@ -130,14 +163,45 @@ void append_rfc3339(std::string& out, std::int64_t unix_ns) {
     frac += 1'000'000'000;
     --secs;
   }
-  const std::time_t t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[64];
-  const int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ",
-                              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                              tm.tm_sec, static_cast<long long>(frac));
-  out.append(buf, static_cast<std::size_t>(n > 0 ? n : 0));
+  std::int64_t days = secs / 86400;
+  std::int64_t sod = secs % 86400;
+  if (sod < 0) {
+    sod += 86400;
+    --days;
+  }
+  int y;
+  unsigned mo, d;
+  civil_from_days(days, y, mo, d);
+  if (y < 0 || y > 9999) {
+    // Outside four-digit years (only a damaged or hand-made timestamp gets here): the
+    // slow, general formatting, which prints the year as it is.
+    const std::time_t t = static_cast<std::time_t>(secs);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char slow[80];
+    const int n =
+        std::snprintf(slow, sizeof slow, "%04lld-%02d-%02dT%02d:%02d:%02d.%09lldZ",
+                      static_cast<long long>(tm.tm_year) + 1900, tm.tm_mon + 1, tm.tm_mday,
+                      tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(frac));
+    out.append(slow, static_cast<std::size_t>(n > 0 ? n : 0));
+    return;
+  }
+  char buf[30];
+  put_digits(buf, static_cast<std::uint64_t>(y), 4);
+  buf[4] = '-';
+  put_digits(buf + 5, mo, 2);
+  buf[7] = '-';
+  put_digits(buf + 8, d, 2);
+  buf[10] = 'T';
+  put_digits(buf + 11, static_cast<std::uint64_t>(sod / 3600), 2);
+  buf[13] = ':';
+  put_digits(buf + 14, static_cast<std::uint64_t>(sod / 60 % 60), 2);
+  buf[16] = ':';
+  put_digits(buf + 17, static_cast<std::uint64_t>(sod % 60), 2);
+  buf[19] = '.';
+  put_digits(buf + 20, static_cast<std::uint64_t>(frac), 9);
+  buf[29] = 'Z';
+  out.append(buf, 30);
 }
 
 std::string record_id(std::string_view journal_id, std::uint64_t seq) {

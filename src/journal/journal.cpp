@@ -549,10 +549,37 @@ std::size_t Journal::remove_delivered(std::span<const RecordRef> refs) {
   std::size_t removed = 0;
   const int rc = write_txn([&](MDB_txn* txn) {
     removed = 0;
-    for (const auto& r : refs) {
-      const int d = del_record(txn, dbi_[static_cast<std::size_t>(r.set)], r.seq);
-      if (d == 0) ++removed;
-      else if (d != MDB_NOTFOUND) return d;
+    // One cursor per run of refs in the same set: after a delete the cursor already sits
+    // on the next record, which is usually the next ref (a batch is a key-order prefix).
+    std::size_t i = 0;
+    while (i < refs.size()) {
+      const RecordSet set = refs[i].set;
+      Cursor c(txn, dbi_[static_cast<std::size_t>(set)]);
+      if (c.status() != 0) return c.status();
+      bool positioned = false;
+      for (; i < refs.size() && refs[i].set == set; ++i) {
+        unsigned char key[8];
+        be64(refs[i].seq, key);
+        MDB_val k{}, v{};
+        int g = MDB_NOTFOUND;
+        if (positioned) {
+          g = mdb_cursor_get(c.get(), &k, &v, MDB_GET_CURRENT);
+          if (g == 0 && !(k.mv_size == 8 && from_be64(k.mv_data) == refs[i].seq)) g = MDB_NOTFOUND;
+        }
+        if (g != 0) {
+          k = val_of(key, 8);
+          g = mdb_cursor_get(c.get(), &k, &v, MDB_SET);
+        }
+        if (g == MDB_NOTFOUND) {
+          positioned = false;
+          continue;
+        }
+        if (g != 0) return g;
+        const int d = mdb_cursor_del(c.get(), 0);
+        if (d != 0) return d;
+        ++removed;
+        positioned = true;
+      }
     }
     return 0;
   });
@@ -576,7 +603,8 @@ std::size_t Journal::count_attempt(std::span<const RecordRef> refs, std::uint16_
       auto updated = with_failure(buf, attempts, status, reason);
       if (attempts >= max_attempts) {
         g = del_record(txn, from, r.seq);
-        if (g == 0) g = put_record(txn, dbi_[static_cast<std::size_t>(RecordSet::Failed)], r.seq, updated);
+        if (g == 0)
+          g = put_record(txn, dbi_[static_cast<std::size_t>(RecordSet::Failed)], r.seq, updated);
         if (g != 0) return g;
         ++moved;
       } else {
@@ -602,9 +630,11 @@ std::size_t Journal::move_to_failed(std::span<const RecordRef> refs, std::uint16
       if (g != 0) return g;
       DecodedRecord rec;
       std::vector<std::byte> updated = buf;
-      if (decode_record(buf, rec).empty()) updated = with_failure(buf, rec.attempts, status, reason);
+      if (decode_record(buf, rec).empty())
+        updated = with_failure(buf, rec.attempts, status, reason);
       g = del_record(txn, from, r.seq);
-      if (g == 0) g = put_record(txn, dbi_[static_cast<std::size_t>(RecordSet::Failed)], r.seq, updated);
+      if (g == 0)
+        g = put_record(txn, dbi_[static_cast<std::size_t>(RecordSet::Failed)], r.seq, updated);
       if (g != 0) return g;
       ++moved;
     }

@@ -15,17 +15,17 @@ class HttpsTransport final : public Transport {
  public:
   explicit HttpsTransport(HttpClientConfig config) : client_(std::move(config)) {}
 
-  PostOutcome post(const PostRequest& r) override {
+  PostOutcome post(PostRequest r) override {
     PostOutcome out;
     if (cancelled_.load()) {
       out.kind = PostOutcome::Kind::Cancelled;
       return out;
     }
     HttpRequest req;
-    req.target = r.target;
-    req.content_type = r.content_type;
-    req.headers = r.headers;
-    req.body = r.body;
+    req.target = std::move(r.target);
+    req.content_type = std::move(r.content_type);
+    req.headers = std::move(r.headers);
+    req.body = std::move(r.body);
     req.gzip = r.gzip;
     HttpOutcome o;
     try {

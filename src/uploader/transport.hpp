@@ -39,7 +39,7 @@ class Transport {
  public:
   virtual ~Transport() = default;
   // Blocking; called from one thread (the uploader's) at a time.
-  virtual PostOutcome post(const PostRequest& request) = 0;
+  virtual PostOutcome post(PostRequest request) = 0;
   // Any thread: makes a post in progress return Cancelled promptly, and later ones too.
   virtual void cancel() = 0;
   // "connected", "idle", ... for the status.

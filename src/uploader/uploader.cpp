@@ -162,13 +162,17 @@ SyncResult Uploader::pass() {
     }
     Batch batch = next_batch();
     if (batch.refs.empty()) break;
-    if (send(batch, result) == Step::Stop) break;
+    const Step step = send(batch, result);
+    spare_body_ = std::move(batch.body);
+    if (step == Step::Stop) break;
   }
   return result;
 }
 
 Uploader::Batch Uploader::next_batch() {
   Batch b;
+  b.body = std::move(spare_body_);
+  b.body.clear();
   std::vector<RecordRef> damaged;
   DecodedRecord rec;
   const bool ch = config_.format == UploadFormat::ClickHouse;

@@ -114,6 +114,7 @@ class Uploader {
   std::vector<std::promise<SyncResult>> manual_;  // sync_now() callers waiting
   std::chrono::steady_clock::time_point backoff_until_{};
   UploaderStatus status_;
+  std::string spare_body_;  // the last batch's body buffer, reused (no fresh pages)
   std::thread thread_;
 };
 
