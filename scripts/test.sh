@@ -11,4 +11,8 @@ for preset in "${presets[@]}"; do
   cmake --preset "$preset" >/dev/null
   cmake --build --preset "$preset"
   ctest --preset "$preset" --timeout 600
+  if [ "$preset" = release ]; then
+    echo "=== examples against the installed package ==="
+    bash scripts/check-install.sh
+  fi
 done
