@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <type_traits>
 
@@ -41,6 +42,7 @@ class Value {
   constexpr Value(I v) noexcept : type_(Type::Int), i_(static_cast<std::int64_t>(v)) {}
   constexpr Value(std::string_view v) noexcept : type_(Type::String), s_{v.data(), v.size()} {}
   constexpr Value(const char* v) noexcept : Value(std::string_view(v)) {}
+  Value(const std::string& v) noexcept : Value(std::string_view(v)) {}
 
   constexpr Type type() const noexcept { return type_; }
   constexpr double as_double() const noexcept { return d_; }

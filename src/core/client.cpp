@@ -36,6 +36,12 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
+// memcpy that accepts an empty source: an empty string_view may have a null data(),
+// and memcpy from null is undefined even for zero bytes.
+inline void copy_bytes(void* dst, const void* src, std::size_t n) noexcept {
+  if (n != 0) std::memcpy(dst, src, n);
+}
+
 // Bytes a value takes in a slot (the journal uses the same encoding).
 inline std::size_t encoded_size(const Value& v) noexcept {
   switch (v.type()) {
@@ -69,7 +75,7 @@ inline std::byte* put_value(std::byte* dst, const Value& v) noexcept {
       const auto s = v.as_string();
       const auto len = static_cast<std::uint32_t>(s.size());
       std::memcpy(dst, &len, 4);
-      std::memcpy(dst + 4, s.data(), s.size());
+      copy_bytes(dst + 4, s.data(), s.size());
       return dst + 4 + s.size();
     }
   }
@@ -79,7 +85,7 @@ inline std::byte* put_value(std::byte* dst, const Value& v) noexcept {
 inline std::byte* put_field(std::byte* dst, const Field& f) noexcept {
   dst[0] = static_cast<std::byte>(f.value.type());
   dst[1] = static_cast<std::byte>(f.name.size());
-  std::memcpy(dst + 2, f.name.data(), f.name.size());
+  copy_bytes(dst + 2, f.name.data(), f.name.size());
   return put_value(dst + 2 + f.name.size(), f.value);
 }
 
@@ -292,7 +298,7 @@ class Client::Impl {
     auto fill = [&](std::byte* dst) noexcept {
       write_slot_header(dst, h);
       std::byte* cur = dst + kSlotHeaderBytes;
-      std::memcpy(cur, name.data(), name.size());
+      copy_bytes(cur, name.data(), name.size());
       cur += name.size();
       for (std::size_t i = 0; i < n_in; ++i) cur = put_field(cur, in[i]);
       for (std::size_t i = 0; i < n_out; ++i) cur = put_field(cur, out[i]);

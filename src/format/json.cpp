@@ -1,5 +1,6 @@
 #include "format/json.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <ctime>
@@ -116,6 +117,12 @@ void append_json_value(std::string& out, const Value& v) {
       } else {
         auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
         out.append(buf, end);
+        // Keep it a double for readers: "3" would parse as an integer (and -0 as 0, and
+        // whole numbers beyond 64 bits not at all); "3.0" stays a double.
+        if (std::find_if(buf, end, [](char c) { return c == '.' || c == 'e' || c == 'n'; }) ==
+            end) {
+          out += ".0";
+        }
       }
       return;
     }

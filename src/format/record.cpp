@@ -78,8 +78,10 @@ std::string read_field(Reader& r, DecodedField& f) {
 
 std::uint32_t record_crc(std::span<const std::byte> record) noexcept {
   if (record.size() < 8) return 0;
-  // libdeflate: the same CRC-32 as zlib's crc32, several times faster (PCLMULQDQ).
-  return libdeflate_crc32(0, record.data() + 8, record.size() - 8);
+  // Everything but the checksum field itself: bytes [0, 4) and [8, end). libdeflate
+  // computes the same CRC-32 as zlib's crc32, several times faster (PCLMULQDQ).
+  const std::uint32_t head = libdeflate_crc32(0, record.data(), 4);
+  return libdeflate_crc32(head, record.data() + 8, record.size() - 8);
 }
 
 std::string decode_record(std::span<const std::byte> bytes, DecodedRecord& out) {
@@ -147,7 +149,7 @@ void RecordEncoder::begin(std::uint8_t kind, Priority p, std::int64_t ts_ns, std
   store<std::int64_t>(h + 8, ts_ns);
   h[18] = std::byte{n_inputs};
   h[19] = std::byte{n_outputs};
-  std::memcpy(h + kRecordHeaderBytes, name.data(), name.size());
+  if (!name.empty()) std::memcpy(h + kRecordHeaderBytes, name.data(), name.size());
 }
 
 void RecordEncoder::field(std::string_view name, Value::Type type, const std::byte* value,
@@ -157,8 +159,8 @@ void RecordEncoder::field(std::string_view name, Value::Type type, const std::by
   std::byte* d = arena_.data() + pos_;
   d[0] = static_cast<std::byte>(type);
   d[1] = static_cast<std::byte>(name.size());
-  std::memcpy(d + 2, name.data(), name.size());
-  std::memcpy(d + 2 + name.size(), value, size);
+  if (!name.empty()) std::memcpy(d + 2, name.data(), name.size());
+  if (size != 0) std::memcpy(d + 2 + name.size(), value, size);
   pos_ += need;
 }
 

@@ -9,7 +9,7 @@
 //     1   1  kind: 1 prediction, 2 event
 //     2   1  priority: 0 CRITICAL .. 3 LOW
 //     3   1  name_len: event name length (0 for predictions)
-//     4   4  CRC-32 (IEEE 802.3, as zlib's crc32) of bytes [8, end)
+//     4   4  CRC-32 (IEEE 802.3, as zlib's crc32) of bytes [0, 4) then [8, end)
 //     8   8  timestamp, Unix-epoch nanoseconds (signed)
 //    16   2  attempts: upload attempts that counted (see the uploader)
 //    18   1  n_inputs

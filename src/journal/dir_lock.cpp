@@ -25,8 +25,12 @@ std::string errno_text(int err) {
 
 }  // namespace
 
-void prepare_journal_directory(const std::filesystem::path& dir) {
-  if (dir.empty()) throw Error("offline_dir is empty: give the journal a directory");
+void prepare_journal_directory(const std::filesystem::path& given) {
+  if (given.empty()) throw Error("offline_dir is empty: give the journal a directory");
+  // lstat("link/") follows the link: inspect the path without its trailing separators.
+  std::string text = given.string();
+  while (text.size() > 1 && text.back() == '/') text.pop_back();
+  const std::filesystem::path dir(text);
   struct stat st {};
   if (lstat(dir.c_str(), &st) != 0) {
     if (errno != ENOENT) {
