@@ -16,7 +16,8 @@ TEST(Smoke, LoggedRecordIsInTheJournalAfterFlush) {
     fl::Client c(o);
     auto s = c.schema({"a", "b"}, {"p"});
     ASSERT_EQ(c.log_prediction(s, {1.5, std::int64_t{7}}, {true}), fl::LogResult::Ok);
-    ASSERT_EQ(c.log_prediction({{"x", "hello"}}, {{"y", 2.0}}, fl::Priority::Critical), fl::LogResult::Ok);
+    ASSERT_EQ(c.log_prediction({{"x", "hello"}}, {{"y", 2.0}}, fl::Priority::Critical),
+              fl::LogResult::Ok);
     c.flush();
     EXPECT_EQ(c.get_offline_status().queue_size, 2u);
   }
