@@ -233,11 +233,10 @@ void append_fields(std::string& out, const std::vector<DecodedField>& fields) {
   out.push_back('}');
 }
 
-}  // namespace
-
-void append_record_json(std::string& out, std::string_view journal_id, std::uint64_t seq,
-                        const DecodedRecord& rec, RecordState state,
-                        const JsonRecordOptions& opts) {
+// The fields both renderings open with: {"id", "seq", "priority", "ts", "ts_ns" (no
+// closing brace).
+void append_identity(std::string& out, std::string_view journal_id, std::uint64_t seq,
+                     const DecodedRecord& rec) {
   out += "{\"id\":";
   append_json_string(out, record_id(journal_id, seq));
   out += ",\"seq\":";
@@ -248,6 +247,14 @@ void append_record_json(std::string& out, std::string_view journal_id, std::uint
   append_rfc3339(out, rec.ts_ns);
   out += "\",\"ts_ns\":";
   out += std::to_string(rec.ts_ns);
+}
+
+}  // namespace
+
+void append_record_json(std::string& out, std::string_view journal_id, std::uint64_t seq,
+                        const DecodedRecord& rec, RecordState state,
+                        const JsonRecordOptions& opts) {
+  append_identity(out, journal_id, seq, rec);
   if (rec.kind == kKindEvent) {
     out += ",\"type\":\"event\",\"name\":";
     append_json_string(out, rec.name);
@@ -281,16 +288,7 @@ namespace flightlog::detail {
 void append_clickhouse_row(std::string& out, std::string_view journal_id, std::uint64_t seq,
                            const DecodedRecord& rec) {
   std::string fields;
-  out += "{\"id\":";
-  append_json_string(out, record_id(journal_id, seq));
-  out += ",\"seq\":";
-  out += std::to_string(seq);
-  out += ",\"priority\":\"";
-  out += to_string(rec.priority);
-  out += "\",\"ts\":\"";
-  append_rfc3339(out, rec.ts_ns);
-  out += "\",\"ts_ns\":";
-  out += std::to_string(rec.ts_ns);
+  append_identity(out, journal_id, seq, rec);
   out += rec.kind == kKindEvent ? ",\"type\":\"event\"" : ",\"type\":\"prediction\"";
   out += ",\"name\":";
   append_json_string(out, rec.name);
