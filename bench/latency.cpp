@@ -115,6 +115,10 @@ struct alignas(64) Pod64 {
 };
 static_assert(sizeof(Pod64) == 64);
 
+// Stamped = true is the floor plus what flightlog's timestamp costs: one rdtsc per call
+// stored in the slot (an ablation, printed as "floor+tsc", so the table shows how much
+// of flightlog's distance to the floor is the clock read alone).
+template <bool Stamped>
 class FloorContestant {
  public:
   using Queue = moodycamel::ConcurrentQueue<Pod64>;
@@ -136,7 +140,9 @@ class FloorContestant {
     std::uint64_t failures = 0;
     void operator()(std::uint64_t i) noexcept {
       const W1Values v = w1_values(i);
-      const Pod64 pod{i, {v.f1, v.f2, v.f3, v.f4, v.prediction}, {0, 0}};
+      std::uint64_t stamp = 0;
+      if constexpr (Stamped) stamp = __rdtsc();
+      const Pod64 pod{i, {v.f1, v.f2, v.f3, v.f4, v.prediction}, {stamp, 0}};
       if (!queue->try_enqueue(*token, pod)) ++failures;
     }
   };
@@ -340,7 +346,10 @@ std::string run_round_of(const std::string& name, std::vector<double>& samples, 
                          Method method, const Config& round_cfg, const TscClock& clock,
                          unsigned round) {
   if (name == "floor") {
-    return run_round<FloorContestant>(samples, threads, method, round_cfg, clock, round);
+    return run_round<FloorContestant<false>>(samples, threads, method, round_cfg, clock, round);
+  }
+  if (name == "floor+tsc") {
+    return run_round<FloorContestant<true>>(samples, threads, method, round_cfg, clock, round);
   }
   if (name == "schema") {
     return run_round<FlightlogContestant<false>>(samples, threads, method, round_cfg, clock, round);
@@ -454,7 +463,9 @@ void write_markdown(const std::filesystem::path& file, const std::vector<Result>
      << "of every round first runs " << cfg.warmup_bursts
      << " unrecorded warm-up bursts. Threads are not pinned; with more producer threads "
      << "than cores, the tail includes preemption.\n"
-     << "- floor = `moodycamel::ConcurrentQueue<Pod64>::try_enqueue(token, pod)`; schema / "
+     << "- floor = `moodycamel::ConcurrentQueue<Pod64>::try_enqueue(token, pod)`; floor+tsc = "
+     << "the same with one `rdtsc` stored in the pod (an ablation: what a per-record hot-path "
+     << "timestamp alone costs beside the floor; not a target); schema / "
      << "named = flightlog's two forms of `log_prediction` (default Options: Durability::Full); "
      << "spdlog = async logger, `overrun_oldest`, basic file sink, same five values.\n\n";
   for (Method m : {Method::Burst, Method::PerCall}) {
@@ -539,11 +550,12 @@ int main(int argc, char** argv) {
   Config cfg;
   std::string out_dir = ".";
   std::vector<int> thread_counts{1, 4};
-  std::vector<std::string> contestants{"floor", "schema", "named", "spdlog"};
+  std::vector<std::string> contestants{"floor", "floor+tsc", "schema", "named", "spdlog"};
   std::vector<std::string> methods{"burst", "per-call"};
   app.add_option("--out", out_dir, "Directory for latency.csv, latency.md, latency-targets.csv");
   app.add_option("--threads", thread_counts, "Producer thread counts")->delimiter(',');
-  app.add_option("--contestants", contestants, "Any of floor,schema,named,spdlog")->delimiter(',');
+  app.add_option("--contestants", contestants, "Any of floor,floor+tsc,schema,named,spdlog")
+      ->delimiter(',');
   app.add_option("--methods", methods, "Any of burst,per-call")->delimiter(',');
   app.add_option("--bursts", cfg.bursts, "Bursts per thread (burst method)");
   app.add_option("--burst-size", cfg.burst_size, "Calls per burst / per pacing group");
@@ -561,7 +573,7 @@ int main(int argc, char** argv) {
   // The fixed order floor, schema, named, spdlog: spdlog's file write-back then follows
   // the others rather than preceding them.
   std::vector<std::string> names;
-  for (const char* c : {"floor", "schema", "named", "spdlog"}) {
+  for (const char* c : {"floor", "floor+tsc", "schema", "named", "spdlog"}) {
     if (wanted(contestants, c)) names.push_back(c);
   }
   std::vector<Result> results;

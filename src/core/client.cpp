@@ -3,6 +3,7 @@
 #include "flightlog/client.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <thread>
 
@@ -203,42 +204,53 @@ class Client::Impl {
 
   // ---- Hot path ---------------------------------------------------------------------
 
-  LogResult log_values(std::uint64_t schema_owner, std::uint32_t schema_id, std::size_t want_in,
-                       std::size_t want_out, std::initializer_list<Value> in,
-                       std::initializer_list<Value> out, Priority p) noexcept {
+  [[gnu::always_inline]] LogResult log_values(std::uint64_t schema_owner, std::uint32_t schema_id,
+                                              std::size_t want_in, std::size_t want_out,
+                                              std::initializer_list<Value> in,
+                                              std::initializer_list<Value> out,
+                                              Priority p) noexcept {
     const std::uint64_t now = hot_timestamp();
     if (closed_.load(std::memory_order_relaxed)) return reject(hot_.closed, LogResult::Closed);
     if (schema_owner != id_ || in.size() != want_in || out.size() != want_out) {
       return reject(hot_.invalid, LogResult::Invalid);
     }
     const std::size_t n = in.size() + out.size();
-    // Fast path: up to 5 doubles or integers (the W1 shape) fill one slot, 18 + 9n <= 64
-    // bytes. One pass writes tags and payloads straight into the slot; a bool or string
-    // sends the call down the general path below.
+    // Fast path: up to 5 doubles or integers (the W1 shape) fill one slot, 16 + 8 + 8n
+    // <= 64 bytes. Tags and payloads are gathered into whole words, and the slot is
+    // written with four 16-byte stores (why: see Slot). A bool or string sends the call
+    // down the general path below.
     if (n <= 5) {
-      Slot slot;
-      std::byte* tags = slot.bytes + kSlotHeaderBytes;
-      std::byte* cur = tags + n;
+      std::uint64_t words[5] = {0, 0, 0, 0, 0};
+      std::uint64_t tags = 0;
+      unsigned k = 0;
       bool simple = true;
-      auto put8 = [&](const Value& v) noexcept {
+      auto gather = [&](const Value& v) noexcept {
         const Value::Type t = v.type();
         simple &= (t == Value::Type::Double) | (t == Value::Type::Int);
-        *tags++ = static_cast<std::byte>(t);
-        v.copy_payload8(cur);
-        cur += 8;
+        tags |= std::uint64_t{static_cast<std::uint8_t>(t)} << (8 * k);
+        v.copy_payload8(&words[k]);
+        ++k;
       };
-      for (const Value& v : in) put8(v);
-      for (const Value& v : out) put8(v);
+      for (const Value& v : in) gather(v);
+      for (const Value& v : out) gather(v);
       if (simple) {
         Producer* pr = producers_.local();
         if (pr == nullptr) return reject(hot_.invalid, LogResult::Invalid);
-        write_slot_header(slot.bytes, SlotHeader{now, schema_id, 1, RecordKind::Prediction,
-                                                 static_cast<std::uint8_t>(in.size()),
-                                                 static_cast<std::uint8_t>(out.size()), 0});
+        const std::uint64_t head = header_word1(SlotHeader{
+            now, static_cast<std::uint16_t>(schema_id), 1, RecordKind::Prediction,
+            static_cast<std::uint8_t>(in.size()), static_cast<std::uint8_t>(out.size()), 0});
+        // On a big-endian machine the tag bytes would need reversing; flightlog's
+        // supported targets are little-endian (x86-64, AArch64).
+        static_assert(std::endian::native == std::endian::little);
+        Slot slot;
+        slot.store16(0, now, head);
+        slot.store16(1, tags, words[0]);
+        slot.store16(2, words[1], words[2]);
+        slot.store16(3, words[3], words[4]);
         return push(pr, p, &slot, 1);
       }
     }
-    std::size_t bytes = kSlotHeaderBytes + n;
+    std::size_t bytes = kSlotHeaderBytes + schema_tag_bytes(n);
     for (const Value& v : in) bytes += encoded_size(v);
     for (const Value& v : out) bytes += encoded_size(v);
     if (bytes > max_record_bytes_) return reject(hot_.too_large, LogResult::TooLarge);
@@ -246,7 +258,7 @@ class Client::Impl {
     if (pr == nullptr) return reject(hot_.invalid, LogResult::Invalid);
 
     const SlotHeader h{now,
-                       schema_id,
+                       static_cast<std::uint16_t>(schema_id),
                        static_cast<std::uint16_t>(slots_for(bytes)),
                        RecordKind::Prediction,
                        static_cast<std::uint8_t>(in.size()),
@@ -255,7 +267,8 @@ class Client::Impl {
     auto fill = [&](std::byte* dst) noexcept {
       write_slot_header(dst, h);
       std::byte* tags = dst + kSlotHeaderBytes;
-      std::byte* cur = tags + n;
+      std::byte* cur = tags + schema_tag_bytes(n);
+      std::memset(tags + n, 0, schema_tag_bytes(n) - n);
       for (const Value& v : in) {
         *tags++ = static_cast<std::byte>(v.type());
         cur = put_value(cur, v);

@@ -33,7 +33,7 @@ thread_local ThreadRegistrations t_registrations;
 
 }  // namespace
 
-thread_local ProducerRegistry::CacheEntry ProducerRegistry::t_cache_[kCacheEntries] = {};
+constinit thread_local ProducerRegistry::CacheEntry ProducerRegistry::t_cache_[kCacheEntries] = {};
 
 Producer::Producer(QueueSet& queues, std::size_t staging_slots) : staging(new Slot[staging_slots]) {
   for (std::size_t p = 0; p < tokens.size(); ++p) {

@@ -165,7 +165,7 @@ void Writer::drain_producer(std::size_t priority, Producer& producer, bool& stop
         // published whole (one bulk enqueue), so it is there now. Move the head to the
         // front and fetch the rest.
         std::size_t have = n - i;
-        std::memmove(buf, buf + i, have * sizeof(Slot));
+        std::copy(buf + i, buf + n, buf);  // ranges may overlap; copying forward is safe
         while (have < need) {
           const std::size_t got = q.try_dequeue_bulk_from_producer(token, buf + have, need - have);
           if (got == 0) std::this_thread::yield();
@@ -207,7 +207,7 @@ void Writer::encode(const Slot* slots, std::size_t n_slots, Priority p) {
   }
   // First walk: the size of every field, and a check that it lies within the record.
   const std::byte* tags = cur;
-  if (def != nullptr) cur += n;
+  if (def != nullptr) cur += schema_tag_bytes(n);
   const std::byte* fields_begin = cur;
   std::size_t fields_bytes = 0;
   for (std::size_t i = 0; i < n; ++i) {
