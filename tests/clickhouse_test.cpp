@@ -542,6 +542,42 @@ TEST_F(ClickHouseTest, RowsClickHouseCannotParseAreRejectedAloneAndTheRestArrive
   EXPECT_EQ(failed, 10u);
 }
 
+// A value the table's type refuses (here: LOW in a priority Enum that lacks it) is the
+// data's fault too, though ClickHouse words it without "Cannot parse": those records
+// alone move to failed after no attempt, and every other record arrives.
+TEST_F(ClickHouseTest, ValuesTheColumnTypeRefusesAreRejectedAloneAndTheRestArrives) {
+  const std::string table = unique_table("enum");
+  ASSERT_TRUE(sql_->run("CREATE TABLE " + table +
+                        " (id String, seq UInt64, priority Enum8('CRITICAL' = 1, 'HIGH' = 2, "
+                        "'NORMAL' = 3), ts String, ts_ns Int64, type String, name String, "
+                        "inputs String, output String) ENGINE = ReplacingMergeTree() ORDER BY id")
+                  .has_value());
+  fl::Client c(options_for(table));
+  const auto pr = [](int n) { return static_cast<fl::Priority>(n % 4); };
+  for (int n = 0; n < 100; ++n) {
+    ASSERT_EQ(c.log_event("tick", {{"n", n}}, pr(n)), fl::LogResult::Ok);
+  }
+  c.flush();
+  const fl::SyncResult r = c.sync_offline_queue();
+  EXPECT_EQ(r.synced, 75u);
+  EXPECT_EQ(r.failed, 25u);
+  const auto st = c.get_offline_status();
+  EXPECT_EQ(st.failed_count, 25u);
+  EXPECT_EQ(st.queue_size, 0u);
+  EXPECT_EQ(sql_->row("SELECT uniqExact(id), countIf(priority = 'CRITICAL') FROM " + table),
+            (std::vector<std::string>{"75", "25"}));
+  auto j = fd::Journal::open_read_only(tmp_ / "journal");
+  std::size_t failed = 0;
+  j->scan(fd::RecordSet::Failed, 0, 1000, [&](std::uint64_t, std::span<const std::byte> b) {
+    fd::DecodedRecord rec;
+    ASSERT_EQ(fd::decode_record(b, rec), "");
+    ++failed;
+    EXPECT_EQ(rec.priority, fl::Priority::Low);
+    EXPECT_EQ(rec.attempts, 0);
+  });
+  EXPECT_EQ(failed, 25u);
+}
+
 // A wrong key (401) and an unknown table (404) are misconfigurations: nothing is
 // counted against the records, they wait, and the error says why without the key.
 TEST_F(ClickHouseTest, WrongKeyAndUnknownTableAreMisconfigurationsNotAttempts) {

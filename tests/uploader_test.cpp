@@ -195,6 +195,19 @@ TEST(Classify, FollowsTheDesignBrief) {
   EXPECT_EQ(fd::classify(parse_error, false), fd::FailureClass::Retryable);
   EXPECT_EQ(fd::classify(resp(500, "Code: 241, Memory limit exceeded"), true),
             fd::FailureClass::Retryable);
+  // Other bad-value errors, as ClickHouse 18.16 words them and as later versions do
+  // ("Code: 27." and a bare code for a value out of range).
+  for (const char* body :
+       {"Code: 49, e.displayText() = DB::Exception: Unknown element 'LOW' for type Enum8('A' = "
+        "1): (while read the value of key priority), e.what() = DB::Exception",
+        "Code: 117, e.displayText() = DB::Exception: Unknown field found while parsing "
+        "JSONEachRow format: zz: (at row 1)",
+        "Code: 27. DB::Exception: Cannot parse input: expected '\"' before: 'x'",
+        "Code: 70. DB::Exception: Value 300 cannot be safely converted into UInt8"}) {
+    EXPECT_EQ(fd::classify(resp(500, body), true), fd::FailureClass::Rejected) << body;
+  }
+  EXPECT_EQ(fd::classify(resp(500, "Code: 252. DB::Exception: Too many parts (300)"), true),
+            fd::FailureClass::Retryable);
 }
 
 // ---- End to end -----------------------------------------------------------------------

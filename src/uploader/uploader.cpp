@@ -1,5 +1,8 @@
 #include "uploader/uploader.hpp"
 
+#include <charconv>
+#include <string_view>
+
 #include <cctype>
 #include <random>
 
@@ -50,6 +53,31 @@ std::string url_encode(std::string_view s) {
   return out;
 }
 
+// ClickHouse answers most errors with 500, whether the server or a row is at fault. A row
+// is at fault when the message names where in the input it failed ("(at row N)",
+// "(while read the value of key K)", as 18.16 through current versions write them) or
+// carries one of the codes ClickHouse raises only for bad input values. Everything else
+// (memory limits, a replica down, too many parts) stays retryable.
+bool clickhouse_data_error(std::string_view body) noexcept {
+  for (std::string_view context : {"(at row ", "(while read the value of key ",
+                                   "(while reading the value of key ", "Cannot parse"}) {
+    if (body.find(context) != std::string_view::npos) return true;
+  }
+  const std::size_t at = body.find("Code: ");
+  if (at == std::string_view::npos) return false;
+  int code = 0;
+  const char* first = body.data() + at + 6;
+  if (std::from_chars(first, body.data() + body.size(), code).ec != std::errc{}) return false;
+  // CANNOT_PARSE_TEXT 6, CANNOT_PARSE_QUOTED_STRING 26, CANNOT_PARSE_INPUT_ASSERTION_FAILED
+  // 27, CANNOT_PARSE_DATE 38, CANNOT_PARSE_DATETIME 41, TYPE_MISMATCH 53,
+  // ARGUMENT_OUT_OF_BOUND 69, CANNOT_CONVERT_TYPE 70, CANNOT_PARSE_NUMBER 72,
+  // INCORRECT_DATA 117, TOO_LARGE_STRING_SIZE 131, CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN 349.
+  for (int data_code : {6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 131, 349}) {
+    if (code == data_code) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 FailureClass classify(const PostOutcome& o, bool clickhouse) noexcept {
@@ -70,11 +98,7 @@ FailureClass classify(const PostOutcome& o, bool clickhouse) noexcept {
   if (s == 408 || s == 429) return FailureClass::Retryable;
   if (s == 401 || s == 403 || s == 404 || (s >= 300 && s < 400)) return FailureClass::Misconfigured;
   if (s >= 400 && s < 500) return FailureClass::Rejected;
-  if (clickhouse && s == 500 &&
-      (o.body.find("Cannot parse") != std::string::npos ||
-       o.body.find("Code: 27,") != std::string::npos ||
-       o.body.find("Code: 26,") != std::string::npos ||
-       o.body.find("Code: 117,") != std::string::npos)) {
+  if (clickhouse && s == 500 && clickhouse_data_error(o.body)) {
     return FailureClass::Rejected;  // ClickHouse reports bad rows with 500
   }
   return FailureClass::Retryable;
