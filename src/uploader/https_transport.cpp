@@ -1,6 +1,8 @@
 #include "uploader/https_transport.hpp"
 
 #include <atomic>
+#include <future>
+#include <memory>
 #include <mutex>
 
 #include "flightlog/error.hpp"
@@ -15,11 +17,14 @@ class HttpsTransport final : public Transport {
  public:
   explicit HttpsTransport(HttpClientConfig config) : client_(std::move(config)) {}
 
-  PostOutcome post(PostRequest r) override {
-    PostOutcome out;
+  std::future<PostOutcome> start(PostRequest r) override {
+    auto promise = std::make_shared<std::promise<PostOutcome>>();
+    std::future<PostOutcome> result = promise->get_future();
     if (cancelled_.load()) {
+      PostOutcome out;
       out.kind = PostOutcome::Kind::Cancelled;
-      return out;
+      promise->set_value(std::move(out));
+      return result;
     }
     HttpRequest req;
     req.target = std::move(r.target);
@@ -27,17 +32,35 @@ class HttpsTransport final : public Transport {
     req.headers = std::move(r.headers);
     req.body = std::move(r.body);
     req.gzip = r.gzip;
-    HttpOutcome o;
     try {
-      o = client_.post(std::move(req));
+      client_.async_post(std::move(req), [this, promise](HttpOutcome o) {
+        promise->set_value(translate(std::move(o)));
+      });
     } catch (const Error& e) {
       // Only an invalid header gets here (the options were checked): a configuration
       // problem, not the network's.
+      PostOutcome out;
       out.kind = PostOutcome::Kind::TlsFailure;
       out.error = e.what();
       set_state("misconfigured");
-      return out;
+      promise->set_value(std::move(out));
     }
+    return result;
+  }
+
+  void cancel() override {
+    cancelled_.store(true);
+    client_.close();
+  }
+
+  std::string connection_state() const override {
+    std::lock_guard lock(mu_);
+    return state_;
+  }
+
+ private:
+  PostOutcome translate(HttpOutcome o) {
+    PostOutcome out;
     switch (o.result) {
       case HttpResult::Response:
         out.kind = PostOutcome::Kind::Response;
@@ -64,26 +87,17 @@ class HttpsTransport final : public Transport {
     return out;
   }
 
-  void cancel() override {
-    cancelled_.store(true);
-    client_.close();
-  }
-
-  std::string connection_state() const override {
-    std::lock_guard lock(mu_);
-    return state_;
-  }
-
- private:
   void set_state(std::string s) {
     std::lock_guard lock(mu_);
     state_ = std::move(s);
   }
 
-  HttpsClient client_;
   std::atomic<bool> cancelled_{false};
   mutable std::mutex mu_;
   std::string state_ = "idle";
+  // Last, so it is destroyed first: closing it completes outstanding requests, whose
+  // callbacks still use the members above.
+  HttpsClient client_;
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <future>
 #include <optional>
 #include <string>
 #include <utility>
@@ -38,8 +39,13 @@ struct PostOutcome {
 class Transport {
  public:
   virtual ~Transport() = default;
-  // Blocking; called from one thread (the uploader's) at a time.
-  virtual PostOutcome post(PostRequest request) = 0;
+  // Sends `request` and returns at once; the future becomes ready with the outcome.
+  // Requests started one after the other are sent in that order. Called from one
+  // thread (the uploader's) at a time. The uploader renders its next batch while the
+  // previous one is on the wire.
+  virtual std::future<PostOutcome> start(PostRequest request) = 0;
+  // start() and wait.
+  PostOutcome post(PostRequest request) { return start(std::move(request)).get(); }
   // Any thread: makes a post in progress return Cancelled promptly, and later ones too.
   virtual void cancel() = 0;
   // "connected", "idle", ... for the status.

@@ -177,23 +177,48 @@ void Uploader::run() {
   }
 }
 
+// A pass overlaps its three stages, one batch apart: while batch k is on the wire, the
+// uploader renders batch k+1, and the writer's commit thread deletes batch k-1. Reading
+// on from per-priority cursors (not from the start) keeps a batch whose delete is still
+// pending out of the next one. Each batch is built afresh from every priority, so a
+// CRITICAL record logged during the pass still goes out in the next batch.
+//
+// A crash between a server's acceptance and the delete's commit re-sends those records
+// after a restart (at least once; receivers de-duplicate by id). The pass ends only once
+// every delete it started is committed, so the next pass, which starts from the front
+// of the journal, never re-sends what this one delivered.
 SyncResult Uploader::pass() {
   SyncResult result;
-  for (;;) {
-    {
-      std::lock_guard lock(mu_);
-      if (stop_) break;
-    }
-    Batch batch = next_batch();
-    if (batch.refs.empty()) break;
-    const Step step = send(batch, result);
+  Cursors cursors{};
+  Batch batch = next_batch(cursors);
+  while (!batch.refs.empty() && !stopping()) {
+    std::future<PostOutcome> in_flight =
+        transport_->start(request_for(batch, 0, batch.refs.size()));
+    Batch next = next_batch(cursors);
+    const PostOutcome out = in_flight.get();
+    const Step step = handle(batch, 0, batch.refs.size(), out, result);
     spare_body_ = std::move(batch.body);
-    if (step == Step::Stop) break;
+    if (step == Step::Stop) {
+      spare_body_ = std::move(next.body);  // not sent: the next pass reads it again
+      break;
+    }
+    batch = std::move(next);
   }
+  settle_deletes();
   return result;
 }
 
-Uploader::Batch Uploader::next_batch() {
+bool Uploader::stopping() const {
+  std::lock_guard lock(mu_);
+  return stop_;
+}
+
+void Uploader::settle_deletes() {
+  for (auto& f : pending_deletes_) f.get();
+  pending_deletes_.clear();
+}
+
+Uploader::Batch Uploader::next_batch(Cursors& cursors) {
   Batch b;
   b.body = std::move(spare_body_);
   b.body.clear();
@@ -202,15 +227,15 @@ Uploader::Batch Uploader::next_batch() {
   const bool ch = config_.format == UploadFormat::ClickHouse;
   for (std::size_t s = 0; s < 4 && b.refs.size() < config_.batch_max_records; ++s) {
     const auto set = static_cast<RecordSet>(s);
-    std::uint64_t from = 0;
     bool full = false;
     while (!full) {
       const std::size_t want = config_.batch_max_records - b.refs.size();
-      from =
-          journal_.scan(set, from, want, [&](std::uint64_t seq, std::span<const std::byte> bytes) {
+      const std::uint64_t more = journal_.scan(
+          set, cursors[s], want, [&](std::uint64_t seq, std::span<const std::byte> bytes) {
             if (full) return;
             if (!decode_record(bytes, rec).empty()) {
               damaged.push_back({set, seq});
+              cursors[s] = seq + 1;
               return;
             }
             const std::size_t before = b.body.size();
@@ -228,9 +253,10 @@ Uploader::Batch Uploader::next_batch() {
             }
             b.ends.push_back(b.body.size());
             b.refs.push_back({set, seq});
+            cursors[s] = seq + 1;
             if (b.refs.size() >= config_.batch_max_records) full = true;
           });
-      if (from == 0) break;
+      if (more == 0) break;
     }
     if (full) break;
   }
@@ -269,19 +295,22 @@ PostRequest Uploader::request_for(const Batch& batch, std::size_t begin, std::si
   return req;
 }
 
-Uploader::Step Uploader::send(Batch& batch, SyncResult& result) {
-  return send_range(batch, 0, batch.refs.size(), result);
-}
-
 Uploader::Step Uploader::send_range(Batch& batch, std::size_t begin, std::size_t end,
                                     SyncResult& result) {
-  const PostOutcome out = transport_->post(request_for(batch, begin, end));
+  return handle(batch, begin, end, transport_->post(request_for(batch, begin, end)), result);
+}
+
+Uploader::Step Uploader::handle(Batch& batch, std::size_t begin, std::size_t end,
+                                const PostOutcome& out, SyncResult& result) {
   const FailureClass cls = classify(out, config_.format == UploadFormat::ClickHouse);
   std::span<const RecordRef> refs(batch.refs.data() + begin, end - begin);
   switch (cls) {
     case FailureClass::None: {
-      const std::size_t removed = writer_.call([&] { return journal_.remove_delivered(refs); });
-      (void)removed;
+      // Deleted on the commit thread while the pass goes on (see pass()).
+      pending_deletes_.push_back(
+          writer_.submit([this, delivered = std::vector<RecordRef>(refs.begin(), refs.end())] {
+            return journal_.remove_delivered(delivered);
+          }));
       result.synced += refs.size();
       backoff_.reset();
       std::lock_guard lock(mu_);

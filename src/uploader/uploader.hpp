@@ -19,6 +19,7 @@
 // write transaction and map growth.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -93,13 +94,22 @@ class Uploader {
     std::size_t start(std::size_t i) const { return i == 0 ? 0 : ends[i - 1]; }
   };
   enum class Step { Continue, Stop };
+  // Per record set (CRITICAL..LOW): the sequence a pass reads on from.
+  using Cursors = std::array<std::uint64_t, 4>;
 
   void run();
   SyncResult pass();
-  Batch next_batch();
-  Step send(Batch& batch, SyncResult& result);
+  bool stopping() const;
+  Batch next_batch(Cursors& cursors);
   PostRequest request_for(const Batch& batch, std::size_t begin, std::size_t end) const;
+  // Posts records [begin, end) of `batch` and acts on the outcome.
   Step send_range(Batch& batch, std::size_t begin, std::size_t end, SyncResult& result);
+  // Acts on the outcome of posting records [begin, end): deletes, splits, counts
+  // attempts, backs off.
+  Step handle(Batch& batch, std::size_t begin, std::size_t end, const PostOutcome& out,
+              SyncResult& result);
+  // Waits until every delete this pass submitted is committed.
+  void settle_deletes();
   void back_off(std::chrono::milliseconds delay, const std::string& error);
 
   const UploaderConfig config_;
@@ -115,6 +125,7 @@ class Uploader {
   std::chrono::steady_clock::time_point backoff_until_{};
   UploaderStatus status_;
   std::string spare_body_;  // the last batch's body buffer, reused (no fresh pages)
+  std::vector<std::future<std::size_t>> pending_deletes_;  // uploader thread only
   std::thread thread_;
 };
 

@@ -75,10 +75,11 @@ class Writer {
   bool flush(std::optional<std::chrono::steady_clock::time_point> deadline);
 
   // Runs `fn` on the commit thread between batches (the only thread that writes the
-  // journal) and returns its result; rethrows what it throws. Once the writer has
-  // stopped, `fn` runs on the caller's thread (no other thread writes then).
+  // journal) and returns a future of its result (which rethrows what `fn` throws).
+  // Commands run in the order they were submitted. Once the writer has stopped, `fn`
+  // runs on the caller's thread (no other thread writes then).
   template <typename F>
-  auto call(F fn) -> decltype(fn()) {
+  auto submit(F fn) -> std::future<decltype(fn())> {
     using R = decltype(fn());
     auto task = std::make_shared<std::packaged_task<R()>>(std::move(fn));
     auto result = task->get_future();
@@ -96,7 +97,13 @@ class Writer {
     } else {
       commit_wake_.notify_one();
     }
-    return result.get();
+    return result;
+  }
+
+  // submit() and wait.
+  template <typename F>
+  auto call(F fn) -> decltype(fn()) {
+    return submit(std::move(fn)).get();
   }
 
  private:
