@@ -235,18 +235,27 @@ void append_fields(std::string& out, const std::vector<DecodedField>& fields) {
 
 // The fields both renderings open with: {"id", "seq", "priority", "ts", "ts_ns" (no
 // closing brace).
+// Renders every record an upload sends, so it builds no temporary strings.
 void append_identity(std::string& out, std::string_view journal_id, std::uint64_t seq,
                      const DecodedRecord& rec) {
+  char seq_text[24];
+  const char* seq_end = std::to_chars(seq_text, seq_text + sizeof seq_text, seq).ptr;
+  const std::string_view seq_view(seq_text, static_cast<std::size_t>(seq_end - seq_text));
   out += "{\"id\":";
-  append_json_string(out, record_id(journal_id, seq));
-  out += ",\"seq\":";
-  out += std::to_string(seq);
+  // The id is "<journal_id>-<seq>" (record_id()); the journal id is escaped like any
+  // string, though a journal writes only hex digits there.
+  append_json_string(out, journal_id);
+  out.back() = '-';  // the closing quote becomes the separator
+  out += seq_view;
+  out += "\",\"seq\":";
+  out += seq_view;
   out += ",\"priority\":\"";
   out += to_string(rec.priority);
   out += "\",\"ts\":\"";
   append_rfc3339(out, rec.ts_ns);
   out += "\",\"ts_ns\":";
-  out += std::to_string(rec.ts_ns);
+  char ts_text[24];
+  out.append(ts_text, std::to_chars(ts_text, ts_text + sizeof ts_text, rec.ts_ns).ptr);
 }
 
 }  // namespace
@@ -287,7 +296,9 @@ namespace flightlog::detail {
 
 void append_clickhouse_row(std::string& out, std::string_view journal_id, std::uint64_t seq,
                            const DecodedRecord& rec) {
-  std::string fields;
+  // Scratch for the fields' JSON, kept per thread: one record at a time, no allocation.
+  thread_local std::string fields;
+  fields.clear();
   append_identity(out, journal_id, seq, rec);
   out += rec.kind == kKindEvent ? ",\"type\":\"event\"" : ",\"type\":\"prediction\"";
   out += ",\"name\":";
