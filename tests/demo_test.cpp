@@ -1,0 +1,87 @@
+// Tests of flightlog-demo, run as a separate process: a short run goes through the
+// whole offline story (receiver down, backlog, receiver up, drain) and must report that
+// every acknowledged record arrived, in priority order, with its latency table and data
+// files; and its command line answers --help and refuses bad options with exit code 1.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "support/process.hpp"
+#include "support/strings.hpp"
+#include "support/temp_dir.hpp"
+#include "support/test_options.hpp"
+
+namespace ft = flightlog::test;
+using ft::contains;
+
+namespace {
+
+// The demo is built beside the dump tool (build/tools/demo, build/tools/dump).
+std::string demo_path() {
+  return (std::filesystem::path(FLIGHTLOG_DUMP_PATH).parent_path().parent_path() / "demo" /
+          "flightlog-demo")
+      .string();
+}
+
+ft::ProcessResult run_demo(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{demo_path()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return ft::run_process(argv);
+}
+
+TEST(Demo, ShortRunDeliversEveryRecordInPriorityOrder) {
+  ASSERT_TRUE(std::filesystem::exists(demo_path())) << demo_path() << " is not built";
+  ft::TempDir tmp;
+  // Light enough for a sanitizer build on a loaded machine; the checks are the same. The
+  // uploader first tries after a second (offline_sync_interval), so 1.5 s offline shows it
+  // failing at least once.
+  const std::string rate = std::to_string(4000 / ft::kSanitizerSlowdown);
+  const ft::ProcessResult r =
+      run_demo({"--duration", "3", "--offline-seconds", "1.5", "--rate", rate, "--threads", "2",
+                "--dir", (tmp / "journal").string(), "--out", (tmp / "out").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  // Not a terminal: plain status lines, never a carriage return.
+  EXPECT_FALSE(contains(r.out, "\r"));
+  EXPECT_TRUE(contains(r.out, "| offline")) << r.out;  // the uploader found no receiver
+  EXPECT_TRUE(contains(r.out, "receiver up: the backlog of ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "journal drained")) << r.out;
+  // The latency table and the totals.
+  for (const char* column : {"p50", "p90", "p99", "p99.9", "p99.99", "max"}) {
+    EXPECT_TRUE(contains(r.out, column)) << column;
+  }
+  EXPECT_TRUE(contains(r.out, "committed (acknowledged)")) << r.out;
+  EXPECT_TRUE(contains(r.out, "check: every acknowledged record arrived, once by id: yes"))
+      << r.out;
+  EXPECT_TRUE(
+      contains(r.out, "check: the backlog arrived CRITICAL, then HIGH, then NORMAL, then LOW: yes"))
+      << r.out;
+  // Data files (and plots only where gnuplot is installed).
+  for (const char* f : {"latency.dat", "queue.dat", "plot.gp"}) {
+    const auto p = tmp / "out" / f;
+    EXPECT_TRUE(std::filesystem::exists(p) && std::filesystem::file_size(p) > 0) << p;
+  }
+  // Everything was delivered: the kept journal holds no record.
+  const ft::ProcessResult dump = ft::run_dump(tmp / "journal");
+  EXPECT_EQ(dump.exit_code, 0) << dump.err;
+  EXPECT_EQ(dump.out, "");
+}
+
+TEST(Demo, HelpListsExamplesAndExitCodes) {
+  const ft::ProcessResult r = run_demo({"--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.out, "Examples:")) << r.out;
+  EXPECT_TRUE(contains(r.out, "Exit codes:")) << r.out;
+  EXPECT_TRUE(contains(r.out, "--clickhouse")) << r.out;
+}
+
+TEST(Demo, BadOptionsExitWithUsageError) {
+  EXPECT_EQ(run_demo({"--rate", "0"}).exit_code, 1);
+  EXPECT_EQ(run_demo({"--no-such-option"}).exit_code, 1);
+  const ft::ProcessResult r = run_demo({"--duration", "2", "--offline-seconds", "5"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "--offline-seconds")) << r.err;
+}
+
+}  // namespace
