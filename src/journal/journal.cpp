@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/crash_point.hpp"
 #include "flightlog/error.hpp"
 #include "format/record.hpp"
 
@@ -341,6 +342,7 @@ void Journal::grow_map_locked() {
   const std::size_t next = std::min(max_map_bytes_, info.me_mapsize * 2);
   std::unique_lock lock(resize_mu_);
   mdb_env_set_mapsize(env_, next);
+  crash_point(CrashPoint::MapGrowth);
 }
 
 CommitOutcome Journal::commit(std::span<const std::byte> arena,
@@ -404,6 +406,8 @@ CommitOutcome Journal::commit(std::span<const std::byte> arena,
       const std::uint64_t old_next = next_seq_;
       next_seq_ = seq;  // store_counts reads it; restored below if the commit fails
       store_counts(txn.get());
+      if (evicted != std::array<std::size_t, 4>{}) crash_point(CrashPoint::Eviction);
+      crash_point(CrashPoint::Commit);
       rc = txn.commit();
       if (rc == 0) {
         for (std::size_t p = 0; p < 4; ++p) evicted_[p] += evicted[p];
@@ -478,6 +482,7 @@ std::size_t Journal::cleanup_before(std::int64_t cutoff_ns) {
         MDB_val ck = key_of("cleaned_up"), cv = val_of(&total, sizeof total);
         if (mdb_put(txn.get(), meta_dbi_, &ck, &cv, 0) != 0) return removed;
         store_counts(txn.get());
+        crash_point(CrashPoint::Cleanup);
         if (txn.commit() != 0) {
           refresh_counts();
           return removed;
@@ -581,6 +586,7 @@ std::size_t Journal::remove_delivered(std::span<const RecordRef> refs) {
         positioned = true;
       }
     }
+    crash_point(CrashPoint::Delete);
     return 0;
   });
   return rc == 0 ? removed : 0;

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <random>
 
+#include "core/crash_point.hpp"
 #include "format/json.hpp"
 #include "format/record.hpp"
 #include "writer/writer.hpp"
@@ -307,6 +308,7 @@ Uploader::Step Uploader::handle(Batch& batch, std::size_t begin, std::size_t end
   switch (cls) {
     case FailureClass::None: {
       // Deleted on the commit thread while the pass goes on (see pass()).
+      crash_point(CrashPoint::BeforeDelete);
       pending_deletes_.push_back(
           writer_.submit([this, delivered = std::vector<RecordRef>(refs.begin(), refs.end())] {
             return journal_.remove_delivered(delivered);
