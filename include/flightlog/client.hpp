@@ -136,6 +136,52 @@ class Client {
   // As flush(), giving up after `timeout`; returns whether everything was committed.
   bool flush_for(std::chrono::milliseconds timeout);
 
+  // --- Crash flush (opt-in, process-wide) ----------------------------------------------
+
+  // Installs a handler for SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGTERM and SIGINT
+  // that, before the process dies, commits to the journal what every Client alive at
+  // that moment still holds in memory (records accepted with LogResult::Ok but not yet
+  // committed), waiting at most `budget` in total. Call it once, early (before creating
+  // threads that may crash); later calls only change the budget. Clients created before
+  // or after the call are both covered. Throws flightlog::Error if sigaction fails.
+  //
+  // Chaining: the previous action of each signal is saved at install time. After the
+  // flush, a previous handler function is called with the same arguments (siginfo and
+  // context when it was installed with SA_SIGINFO); a previous default action is
+  // restored and the signal raised again, so the process still dies of that signal
+  // (exit status, core dump) as it would have without flightlog. A SIGTERM or SIGINT that
+  // the process ignores at install time is left ignored. Install other handlers (crash
+  // reporters) before this call, or make them chain too: a handler installed later
+  // replaces this one.
+  //
+  // What it does in the signal handler: only async-signal-safe operations. It reads a
+  // fixed table of the live Clients (lock-free atomic pointers), asks each one's writer
+  // for a flush with one atomic increment, and waits by polling atomics with
+  // clock_gettime and nanosleep; the writer's own threads (not the handler) drain the
+  // queues and commit, as flush() would. It takes no lock, allocates nothing and does
+  // no I/O itself. The records it commits carry the Options::durability of their Client.
+  //
+  // What it cannot guarantee (the records still in memory are then lost, exactly as
+  // without this handler; nothing already committed is ever affected):
+  //   - SIGKILL, power loss and the kernel's OOM killer cannot be caught;
+  //   - the budget is a bound, not a promise: records not committed when it runs out
+  //     are lost (the writer needs about writer_poll_interval to notice, plus one commit;
+  //     with Durability::Full that includes the device's sync time);
+  //   - if the crash is in a flightlog writer thread itself, or memory (the queues, the
+  //     heap, LMDB's map) is corrupted, or the crashing thread held a lock the writer
+  //     needs (for example inside malloc), the flush cannot complete and is abandoned
+  //     when the budget runs out;
+  //   - a signal arriving on a writer thread is not flushed from there (it would wait
+  //     for itself); the writer threads block SIGTERM and SIGINT so that those signals,
+  //     when sent to the process, are delivered to another thread;
+  //   - a fault raised while the flush runs goes straight to the previous action;
+  //   - at most 64 Clients at a time are covered; further Clients are not flushed.
+  // Sanitizer builds: AddressSanitizer installs its own SIGSEGV/SIGBUS/SIGFPE handlers;
+  // run with ASAN_OPTIONS=handle_segv=0:handle_sigbus=0:handle_sigfpe=0 (or install this
+  // handler after ASan's, which chains to it) for these signals to reach flightlog.
+  static void install_crash_flush(
+      std::chrono::milliseconds budget = std::chrono::milliseconds(200));
+
   // --- Status and maintenance ----------------------------------------------------------
 
   OfflineStatus get_offline_status() const;

@@ -12,6 +12,7 @@
 #endif
 
 #include "core/counters.hpp"
+#include "core/crash_flush.hpp"
 #include "core/options_check.hpp"
 #include "hot_path/clock.hpp"
 #include "hot_path/producers.hpp"
@@ -186,6 +187,7 @@ class Client::Impl {
       uc.backoff_cap = options_.backoff_cap;
       uploader_ = std::make_unique<Uploader>(uc, *journal_, *writer_, std::move(transport));
     }
+    crash_flush_.attach(writer_.get());
   }
 
   ~Impl() {
@@ -463,6 +465,8 @@ class Client::Impl {
   std::unique_ptr<Journal> journal_;
   std::unique_ptr<Writer> writer_;
   std::unique_ptr<Uploader> uploader_;
+  // Destroyed first: a crash flush can still cover the writer while ~Impl stops it.
+  CrashFlushRegistration crash_flush_;
 };
 
 // ---- Client: thin forwarding ------------------------------------------------------------
@@ -508,6 +512,10 @@ void Client::flush() {
 
 bool Client::flush_for(std::chrono::milliseconds timeout) {
   return impl_->flush(std::chrono::steady_clock::now() + timeout);
+}
+
+void Client::install_crash_flush(std::chrono::milliseconds budget) {
+  detail::install_crash_flush(budget);
 }
 
 OfflineStatus Client::get_offline_status() const {

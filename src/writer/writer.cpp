@@ -1,5 +1,7 @@
 #include "writer/writer.hpp"
 
+#include <signal.h>
+
 #include <cstring>
 
 namespace flightlog::detail {
@@ -25,6 +27,22 @@ std::size_t value_size(Value::Type type, const std::byte* p) noexcept {
     }
   }
   return 0;
+}
+
+// Set on the drain and commit threads; read by the crash-flush signal handler, so it
+// uses the initial-exec model (no lazy allocation on first access).
+[[gnu::tls_model("initial-exec")]] constinit thread_local bool t_writer_thread = false;
+
+// Marks the calling thread as a writer thread, and keeps SIGTERM and SIGINT off it: a
+// signal sent to the process is then delivered to another thread, whose crash-flush
+// handler can wait for this one (the signal's action is the same on every thread).
+void enter_writer_thread() noexcept {
+  t_writer_thread = true;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
 }  // namespace
@@ -75,9 +93,23 @@ bool Writer::flush(std::optional<std::chrono::steady_clock::time_point> deadline
   return flush_done_ >= ticket;
 }
 
+std::uint64_t Writer::emergency_request() noexcept {
+  return flush_requested_.fetch_add(1, std::memory_order_seq_cst) + 1;
+}
+
+bool Writer::emergency_done(std::uint64_t ticket) const noexcept {
+  return flush_done_published_.load(std::memory_order_acquire) >= ticket ||
+         exited_published_.load(std::memory_order_acquire);
+}
+
+bool Writer::on_writer_thread() noexcept {
+  return t_writer_thread;
+}
+
 // ---- Drain thread ------------------------------------------------------------------------
 
 void Writer::drain_loop() {
+  enter_writer_thread();
   std::uint64_t handed_ticket = 0;
   for (;;) {
     const bool stopping = stop_.load(std::memory_order_acquire);
@@ -258,6 +290,7 @@ void Writer::encode(const Slot* slots, std::size_t n_slots, Priority p) {
 // ---- Commit thread -----------------------------------------------------------------------
 
 void Writer::commit_loop() {
+  enter_writer_thread();
   for (;;) {
     Batch* batch = nullptr;
     {
@@ -284,6 +317,7 @@ void Writer::commit_loop() {
       std::lock_guard lock(mu_);
       if (batch->ticket > flush_done_) {
         flush_done_ = batch->ticket;
+        flush_done_published_.store(flush_done_, std::memory_order_release);
         done_.notify_all();
       }
       batch->clear();
@@ -297,6 +331,7 @@ void Writer::commit_loop() {
     std::lock_guard lock(mu_);
     if (commands_.empty()) {
       commit_exited_ = true;
+      exited_published_.store(true, std::memory_order_release);
       done_.notify_all();
       break;
     }

@@ -74,6 +74,20 @@ class Writer {
   // counted). False if `deadline` passed first.
   bool flush(std::optional<std::chrono::steady_clock::time_point> deadline);
 
+  // ---- Crash flush (src/core/crash_flush.hpp) ----------------------------------------
+  // The two calls below are async-signal-safe: they touch only lock-free atomics, so a
+  // signal handler may call them on any thread but the writer's own two.
+
+  // Asks for a flush without waiting and without waking anyone (the drain thread sees
+  // it within writer_poll_interval). Returns the ticket to pass to emergency_done().
+  std::uint64_t emergency_request() noexcept;
+  // True once everything enqueued before emergency_request() returned `ticket` is
+  // committed (or dropped and counted), or once the writer has stopped.
+  bool emergency_done(std::uint64_t ticket) const noexcept;
+  // True on the writer's drain and commit threads (a crash flush there would wait for
+  // itself).
+  static bool on_writer_thread() noexcept;
+
   // Runs `fn` on the commit thread between batches (the only thread that writes the
   // journal) and returns a future of its result (which rethrows what `fn` throws).
   // Commands run in the order they were submitted. Once the writer has stopped, `fn`
@@ -158,6 +172,11 @@ class Writer {
   std::deque<std::function<void()>> commands_;
 
   std::atomic<std::uint64_t> flush_requested_{0};
+  // Mirrors of flush_done_ and commit_exited_ readable without mu_ (crash flush).
+  std::atomic<std::uint64_t> flush_done_published_{0};
+  std::atomic<bool> exited_published_{false};
+  static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+  static_assert(std::atomic<bool>::is_always_lock_free);
   std::atomic<bool> stop_{false};
   std::thread commit_thread_;
   std::thread drain_thread_;
