@@ -1,0 +1,55 @@
+#include "follow.hpp"
+
+#include <cstdio>
+#include <unordered_set>
+
+#include "stop_signal.hpp"
+
+namespace flightlog::tools {
+
+namespace fd = flightlog::detail;
+
+FollowResult follow(fd::Journal& journal, const Selection& sel, RecordPrinter& printer,
+                    std::uint64_t from_seq, std::size_t limit, std::chrono::milliseconds interval,
+                    const OnDamaged& on_damaged) {
+  FollowResult result;
+  std::uint64_t watermark = from_seq;
+  std::string text;
+  // Keys printed in this poll: a record moved from its priority's set to the failed set
+  // between the two sets' transactions would otherwise be printed twice.
+  std::unordered_set<std::uint64_t> seen;
+  while (sleep_unless_stopped(interval)) {
+    journal.refresh_counts();
+    const std::uint64_t next = journal.counts().next_seq;
+    if (next <= watermark) continue;
+    seen.clear();
+    WalkOptions opts;
+    opts.from_seq = watermark;
+    opts.below_seq = next;
+    opts.limit = limit == 0 ? 0 : limit - result.printed;
+    opts.between_chunks = [&] {
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      text.clear();
+      return !stop_requested();
+    };
+    const WalkResult w = walk(
+        journal, sel, opts,
+        [&](const Visited& v) {
+          if (!seen.insert(v.seq).second) return;
+          printer.record(text, v.seq, v.rec, state_of(v.set));
+          ++result.printed;
+        },
+        [&](fd::RecordSet set, std::uint64_t seq, const std::string& error) {
+          if (!seen.insert(seq).second) return;
+          ++result.damaged;
+          on_damaged(set, seq, error);
+        });
+    std::fflush(stdout);
+    if (w.stopped) break;
+    watermark = next;
+    if (limit != 0 && result.printed >= limit) break;
+  }
+  return result;
+}
+
+}  // namespace flightlog::tools

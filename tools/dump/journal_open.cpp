@@ -1,0 +1,46 @@
+#include "journal_open.hpp"
+
+#include <iostream>
+#include <system_error>
+
+#include "flightlog/error.hpp"
+
+namespace flightlog::tools {
+
+int parse_command_line(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? kExitOk : kExitUsage;
+  }
+  return -1;
+}
+
+int open_error_exit_code(std::string_view message) noexcept {
+  // Journal::load_meta's wording for a format_version above kJournalFormatVersion.
+  return message.find("written by a newer flightlog") != std::string_view::npos ? kExitNewerFormat
+                                                                                : kExitCannotOpen;
+}
+
+int open_journal_read_only(std::string_view tool, const std::filesystem::path& dir,
+                           std::unique_ptr<detail::Journal>& out) {
+  std::error_code ec;
+  const auto st = std::filesystem::status(dir, ec);
+  if (st.type() == std::filesystem::file_type::not_found) {
+    std::cerr << tool << ": no journal at '" << dir.string() << "': the directory does not exist\n";
+    return kExitCannotOpen;
+  }
+  if (!ec && st.type() != std::filesystem::file_type::directory) {
+    std::cerr << tool << ": no journal at '" << dir.string() << "': not a directory\n";
+    return kExitCannotOpen;
+  }
+  try {
+    out = detail::Journal::open_read_only(dir);
+  } catch (const Error& e) {
+    std::cerr << tool << ": " << e.what() << "\n";
+    return open_error_exit_code(e.what());
+  }
+  return kExitOk;
+}
+
+}  // namespace flightlog::tools
