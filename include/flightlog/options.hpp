@@ -169,8 +169,10 @@ struct Options {
   std::chrono::milliseconds periodic_sync_interval{100};
 
   // The journal's memory map starts at `journal_initial_bytes` and doubles whenever it
-  // fills, up to `journal_max_bytes`. At the limit, a batch that does not fit is
-  // dropped and counted (reason: journal full). The file never shrinks.
+  // fills, up to `journal_max_bytes`. At the limit, records may fill 7/8 of it (the
+  // rest keeps deletes possible: delivery, cleanup and eviction free space for new
+  // records, and logging resumes by itself); what does not fit is dropped and counted
+  // (reason: journal full). The file never shrinks.
   std::size_t journal_initial_bytes = std::size_t{64} << 20;  // 64 MiB
   std::size_t journal_max_bytes = std::size_t{4} << 30;       // 4 GiB
 };

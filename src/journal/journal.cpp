@@ -345,8 +345,86 @@ void Journal::grow_map_locked() {
   crash_point(CrashPoint::MapGrowth);
 }
 
+// A full journal (the map at journal_max_bytes) must take records again as soon as
+// deletions (delivery, cleanup, eviction) free pages. LMDB reuses a page freed by
+// transaction T only from transaction T+2 on, because T-1's snapshot still uses it; so
+// right after a cleanup the batch may not fit though the journal is nearly empty. One
+// tiny commit moves that on. If the batch still does not fit, as much of it as fits is
+// stored: the first half, recursively, then the rest; only what cannot be stored is
+// dropped (and counted). When nothing fits, that costs log2(batch size) failed
+// transactions, not one per record.
 CommitOutcome Journal::commit(std::span<const std::byte> arena,
                               std::span<const PendingRecord> records, std::size_t max_queued) {
+  CommitOutcome out = commit_whole(arena, records, max_queued);
+  if (out.dropped_journal_full == 0) return out;
+  if (touch_meta() == 0) {
+    out = commit_whole(arena, records, max_queued);
+    if (out.dropped_journal_full == 0) return out;
+  }
+  return commit_what_fits(arena, records, max_queued);
+}
+
+CommitOutcome Journal::commit_what_fits(std::span<const std::byte> arena,
+                                        std::span<const PendingRecord> records,
+                                        std::size_t max_queued) {
+  CommitOutcome out = commit_whole(arena, records, max_queued);
+  if (out.dropped_journal_full == 0 || records.size() == 1) return out;
+  const std::size_t half = records.size() / 2;
+  CommitOutcome first = commit_what_fits(arena, records.first(half), max_queued);
+  CommitOutcome rest;
+  if (first.committed == 0 && first.dropped_journal_full == half) {
+    rest.dropped_journal_full = records.size() - half;  // nothing fits: do not try
+  } else {
+    rest = commit_what_fits(arena, records.subspan(half), max_queued);
+  }
+  CommitOutcome merged;
+  merged.committed = first.committed + rest.committed;
+  merged.dropped_journal_full = first.dropped_journal_full + rest.dropped_journal_full;
+  merged.dropped_error = first.dropped_error + rest.dropped_error;
+  for (std::size_t p = 0; p < 4; ++p) merged.evicted[p] = first.evicted[p] + rest.evicted[p];
+  merged.error = !first.error.empty() ? first.error : rest.error;
+  return merged;
+}
+
+// At journal_max_bytes, records may fill the map only up to 7/8: deleting needs free
+// pages too (LMDB copies every page it changes), and a map filled to the last page could
+// never be emptied again, not by delivery, cleanup or eviction. Below the limit the map
+// grows instead, so this is checked only there. Counts the pages of every tree (records,
+// failed, meta and the directory of databases); pages on LMDB's free list are not in
+// use and do not count.
+bool Journal::over_record_budget(MDB_txn* txn) const {
+  MDB_envinfo info{};
+  mdb_env_info(env_, &info);
+  if (info.me_mapsize < max_map_bytes_) return false;
+  std::size_t pages = 0;
+  std::size_t page_size = 4096;
+  auto add = [&](MDB_dbi dbi) {
+    MDB_stat st{};
+    if (mdb_stat(txn, dbi, &st) != 0) return;
+    pages += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+    page_size = st.ms_psize;
+  };
+  for (MDB_dbi dbi : dbi_) add(dbi);
+  add(meta_dbi_);
+  return pages * page_size > max_map_bytes_ - max_map_bytes_ / 8;
+}
+
+int Journal::touch_meta() {
+  Txn txn;
+  int rc = mdb_txn_begin(env_, nullptr, 0, txn.out());
+  if (rc != 0) return rc;
+  unsigned char next[8];
+  be64(next_seq_, next);
+  MDB_val k = key_of("next_seq"), v = val_of(next, 8);
+  rc = mdb_put(txn.get(), meta_dbi_, &k, &v, 0);
+  if (rc == 0) rc = txn.commit();
+  if (rc != 0) txn.abort();
+  return rc;
+}
+
+CommitOutcome Journal::commit_whole(std::span<const std::byte> arena,
+                                    std::span<const PendingRecord> records,
+                                    std::size_t max_queued) {
   CommitOutcome out;
   if (records.empty()) return out;
   for (;;) {
@@ -402,6 +480,7 @@ CommitOutcome Journal::commit(std::span<const std::byte> arena,
         rc = mdb_put(txn.get(), meta_dbi_, &ek, &ev, 0);
       }
     }
+    if (rc == 0 && over_record_budget(txn.get())) rc = MDB_MAP_FULL;
     if (rc == 0) {
       const std::uint64_t old_next = next_seq_;
       next_seq_ = seq;  // store_counts reads it; restored below if the commit fails
@@ -443,6 +522,9 @@ CommitOutcome Journal::commit(std::span<const std::byte> arena,
 
 std::size_t Journal::cleanup_before(std::int64_t cutoff_ns) {
   std::size_t removed = 0;
+  // Deletes per transaction; halved whenever a full map cannot hold a transaction's
+  // page copies (see over_record_budget()), down to one.
+  std::size_t per_txn = kCleanupDeletesPerTxn;
   for (std::size_t i = 0; i < kRecordSets; ++i) {
     std::uint64_t resume = 0;
     bool more = true;
@@ -450,43 +532,56 @@ std::size_t Journal::cleanup_before(std::int64_t cutoff_ns) {
       Txn txn;
       if (mdb_txn_begin(env_, nullptr, 0, txn.out()) != 0) return removed;
       std::size_t deleted = 0;
+      std::uint64_t next_resume = resume;
+      int rc = 0;
       more = false;
       {
         Cursor c(txn.get(), dbi_[i]);
         unsigned char start[8];
         be64(resume, start);
         MDB_val k = val_of(start, 8), v;
-        int rc = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
-        while (rc == 0) {
+        int get = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
+        while (get == 0) {
           std::int64_t ts = 0;
           const bool readable =
               peek_timestamp({static_cast<const std::byte*>(v.mv_data), v.mv_size}, ts);
           if (readable && ts < cutoff_ns) {
-            if (mdb_cursor_del(c.get(), 0) != 0) break;
+            rc = mdb_cursor_del(c.get(), 0);
+            if (rc != 0) break;
             ++deleted;
           }
-          if (deleted >= kCleanupDeletesPerTxn) {
+          if (deleted >= per_txn) {
             // Resume after this key in a fresh transaction.
             MDB_val ck, cv;
             if (mdb_cursor_get(c.get(), &ck, &cv, MDB_GET_CURRENT) == 0 && ck.mv_size == 8) {
-              resume = from_be64(ck.mv_data);
+              next_resume = from_be64(ck.mv_data);
               more = true;
             }
             break;
           }
-          rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
+          get = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
         }
       }
-      if (deleted > 0) {
-        const std::uint64_t total = cleaned_up_ + deleted;
+      const std::uint64_t total = cleaned_up_ + deleted;
+      if (rc == 0 && deleted > 0) {
         MDB_val ck = key_of("cleaned_up"), cv = val_of(&total, sizeof total);
-        if (mdb_put(txn.get(), meta_dbi_, &ck, &cv, 0) != 0) return removed;
-        store_counts(txn.get());
-        crash_point(CrashPoint::Cleanup);
-        if (txn.commit() != 0) {
-          refresh_counts();
-          return removed;
+        rc = mdb_put(txn.get(), meta_dbi_, &ck, &cv, 0);
+        if (rc == 0) {
+          store_counts(txn.get());
+          crash_point(CrashPoint::Cleanup);
+          rc = txn.commit();
+          if (rc != 0) refresh_counts();
         }
+      }
+      if (rc == MDB_MAP_FULL && per_txn > 1) {
+        txn.abort();
+        per_txn /= 2;
+        more = true;  // the same range again, in smaller transactions
+        continue;
+      }
+      if (rc != 0) return removed;
+      resume = next_resume;
+      if (deleted > 0) {
         cleaned_up_ = total;
         {
           std::lock_guard lock(counts_mu_);
@@ -589,6 +684,12 @@ std::size_t Journal::remove_delivered(std::span<const RecordRef> refs) {
     crash_point(CrashPoint::Delete);
     return 0;
   });
+  if (rc == MDB_MAP_FULL && refs.size() > 1) {
+    // A full map has too few free pages for the copies one large delete makes (see
+    // over_record_budget()); smaller transactions need fewer, and each frees pages.
+    const std::size_t half = refs.size() / 2;
+    return remove_delivered(refs.first(half)) + remove_delivered(refs.subspan(half));
+  }
   return rc == 0 ? removed : 0;
 }
 

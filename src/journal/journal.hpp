@@ -103,7 +103,8 @@ class Journal {
   // write transaction), evicts the oldest records of the lowest priority while more
   // than `max_queued` are queued (0 = no limit), and persists next_seq and counters in
   // the same transaction. On MDB_MAP_FULL the map doubles (up to max_map_bytes) and the
-  // batch is retried; if it still does not fit, the whole batch is dropped and counted.
+  // batch is retried; at max_map_bytes, as much of the batch as fits is stored (in
+  // order, in more transactions) and only the rest is dropped and counted.
   CommitOutcome commit(std::span<const std::byte> arena, std::span<const PendingRecord> records,
                        std::size_t max_queued);
 
@@ -152,6 +153,17 @@ class Journal {
   void open_databases(bool create);
   void load_meta(bool create);
   void grow_map_locked();
+  // commit() in one transaction (growing the map as needed), or not at all.
+  CommitOutcome commit_whole(std::span<const std::byte> arena,
+                             std::span<const PendingRecord> records, std::size_t max_queued);
+  // commit_whole(), else the first half and the rest, recursively (see commit()).
+  CommitOutcome commit_what_fits(std::span<const std::byte> arena,
+                                 std::span<const PendingRecord> records, std::size_t max_queued);
+  // True if the map is at max_map_bytes and the records' pages pass 7/8 of it.
+  bool over_record_budget(MDB_txn* txn) const;
+  // Commits a no-op write (next_seq rewritten), so pages freed by the last transaction
+  // become reusable. Returns an LMDB code.
+  int touch_meta();
   bool begin_read(MDB_txn** txn) const;
   void store_counts(MDB_txn* txn);
   // Runs `body` in a write transaction and commits it, growing the map and retrying on
