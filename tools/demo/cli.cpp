@@ -22,24 +22,25 @@ constexpr const char* kDescription =
 
 constexpr const char* kFooter =
     "Examples:\n"
-    "  flightlog-demo                                 the default run (about 25 s)\n"
+    "  flightlog-demo                                 the default run (about 22 s)\n"
     "  flightlog-demo --duration 5 --rate 5000        a short, light run\n"
     "  flightlog-demo --threads 2 --offline-seconds 10 --duration 15\n"
     "  flightlog-demo --dir /tmp/j --out /tmp/demo    keep the journal, plots in /tmp/demo\n"
     "  FLIGHTLOG_CLICKHOUSE_PASSWORD=secret flightlog-demo \\\n"
     "      --clickhouse https://127.0.0.1:8443/ --user flightlog --ca-file server.crt\n"
     "\n"
-    "Output: a status line every 0.5 s (redrawn in place on a terminal, a plain line\n"
-    "every 2 s otherwise); then the latency table, the totals and the checks. In --out:\n"
-    "latency.dat (latency distribution), queue.dat (status samples), plot.gp and, when\n"
-    "gnuplot is installed, latency.svg and queue.svg.\n"
+    "Output: a status line (redrawn in place every 0.5 s on a terminal; otherwise a plain\n"
+    "line every 2 s and whenever the uploader's state changes); then the latency table,\n"
+    "the totals and the checks. In --out: latency.dat (the latency distribution),\n"
+    "queue.dat (the status samples), plot.gp and, where gnuplot is installed,\n"
+    "latency.svg and queue.svg.\n"
     "\n"
     "Exit codes:\n"
     "  0  every accepted record arrived (on loopback: the backlog in priority order)\n"
     "  1  bad command line\n"
     "  2  could not start (bad option, journal directory, receiver, ClickHouse)\n"
     "  3  an accepted record did not arrive (lost, failed, or not drained in time)\n"
-    "  4  the offline backlog did not arrive in priority order";
+    "  4  the offline backlog did not arrive in priority order\n";
 
 }  // namespace
 
@@ -70,6 +71,10 @@ std::optional<DemoConfig> parse_command_line(int argc, char** argv, int& exit_co
                  "Journal directory, kept (default: a temporary one, removed at the end)");
   app.add_option("--out", c.out, "Directory for the data files and plots")->capture_default_str();
   app.add_flag("--gzip", c.gzip, "gzip upload bodies (Options::upload_gzip)");
+  app.add_option("--batch-records", c.batch_records,
+                 "Most records per upload request (Options::upload_batch_max_records)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
+      ->capture_default_str();
 
   auto* ch = app.add_option("--clickhouse", c.clickhouse_url,
                             "Ship to this ClickHouse HTTPS interface instead "

@@ -28,6 +28,7 @@ struct DemoConfig {
   std::filesystem::path dir;  // journal; empty = a temporary one, removed at the end
   std::filesystem::path out = "flightlog-demo-out";  // data files and plots
   bool gzip = false;
+  std::size_t batch_records = 5000;  // Options::upload_batch_max_records
 
   // ClickHouse instead of the loopback receiver.
   std::string clickhouse_url;  // empty = loopback

@@ -45,8 +45,10 @@ std::string ClickHouse::run(const std::string& query) {
   req.body = query;
   const detail::HttpOutcome out = client_->post(std::move(req));
   if (out.result != detail::HttpResult::Response) {
-    throw std::runtime_error("ClickHouse query failed (" +
-                             std::string(detail::http_result_name(out.result)) + "): " + out.error);
+    const bool tls = out.result == detail::HttpResult::TlsFailure;
+    throw std::runtime_error(
+        "ClickHouse query failed (" + std::string(detail::http_result_name(out.result)) + "): " +
+        out.error + (tls ? " (a server with its own certificate needs its CA: --ca-file)" : ""));
   }
   if (out.status != 200) {
     std::string body = out.body.substr(0, 300);

@@ -66,6 +66,7 @@ fl::Options demo_options(const DemoConfig& cfg, const fs::path& journal) {
   o.offline_dir = journal;
   o.max_producer_threads = static_cast<std::size_t>(cfg.threads);
   o.upload_gzip = cfg.gzip;
+  o.upload_batch_max_records = cfg.batch_records;
   // Short waits, so a demo of seconds shows the whole story: an upload pass every
   // second, retries after at most a second, a refused connection noticed at once.
   o.offline_sync_interval = std::chrono::seconds(1);
@@ -132,8 +133,8 @@ int run(const DemoConfig& cfg) {
                 cfg.clickhouse_table.c_str(), cfg.clickhouse_user.c_str());
   }
   std::printf(
-      "  status    C/H/N/L = records queued in the journal per priority, mem = not yet "
-      "committed\n\n");
+      "  status    C/H/N/L = records queued in the journal per priority; +N mem = accepted,\n"
+      "            not yet committed (in the queues or in the writer's batch under way)\n\n");
   std::fflush(stdout);
 
   StatusDisplay display(::isatty(STDOUT_FILENO) == 1);
@@ -146,13 +147,16 @@ int run(const DemoConfig& cfg) {
   };
   auto bring_receiver_up = [&] {
     if (!receiver || receiver->up()) return;
+    // The backlog: what the writer had committed (sequences are consecutive from
+    // first_seq). Not OfflineStatus::next_seq, which may already count a batch whose
+    // commit is under way, not yet readable by the uploader.
     const fl::OfflineStatus st = client->get_offline_status();
-    online_seq = st.next_seq;
+    online_seq = first_seq + st.committed_total;
     receiver->start();
     up_at_s = seconds_since_start();
-    display.event(format("%5.1fs receiver up: the backlog of ", *up_at_s) +
-                  grouped(online_seq - first_seq) + " records (" +
-                  priority_counts(st.queue_size_by_priority) + ") drains");
+    display.event(format("%5.1fs receiver up: ", *up_at_s) + grouped(st.queue_size) +
+                  " records wait to be sent (in the journal: " +
+                  priority_counts(st.queue_size_by_priority) + ")");
   };
   auto sample = [&] {
     display.record(client->get_offline_status(), seconds_since_start(), workload.calls(),

@@ -62,11 +62,11 @@ void write_latency(const fs::path& p, const std::vector<double>& sorted) {
 // columnheader).
 void write_queue(const fs::path& p, const std::vector<Sample>& samples) {
   std::ofstream f = open_for_writing(p);
-  f << "t CRITICAL HIGH NORMAL LOW in_memory synced failed dropped rec_per_s receiver_up\n";
+  f << "t CRITICAL HIGH NORMAL LOW uncommitted synced failed dropped rec_per_s receiver_up\n";
   for (const Sample& s : samples) {
     f << format("%.3f", s.t);
     for (std::size_t q : s.queued) f << ' ' << q;
-    f << ' ' << s.in_memory << ' ' << s.synced << ' ' << s.failed << ' ' << s.dropped
+    f << ' ' << s.uncommitted << ' ' << s.synced << ' ' << s.failed << ' ' << s.dropped
       << format(" %.0f", s.calls_per_s) << ' ' << (s.receiver_up ? 1 : 0) << '\n';
   }
   close_checked(f, p);

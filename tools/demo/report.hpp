@@ -43,7 +43,8 @@ int print_totals_and_check(const RunTotals& t, std::uint64_t arrived_unique,
 
 // The backlog (records with first_seq <= seq < online_seq, committed while the receiver
 // was down): per priority, its records, their first and last arrival position, and when
-// the last one arrived after the receiver came up. Returns kExitOk or kExitOutOfOrder.
+// the last one arrived after the receiver came up. Returns kExitOutOfOrder unless each
+// priority's backlog was complete before the next lower priority's.
 int print_backlog_order(const ReceiverTally& tally, std::uint64_t first_seq,
                         std::uint64_t online_seq, std::chrono::steady_clock::time_point up_at);
 

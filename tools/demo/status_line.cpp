@@ -47,15 +47,15 @@ std::string status_text(const Sample& s) {
                             compact(static_cast<std::uint64_t>(s.calls_per_s)).c_str());
   line += s.connection.empty() ? "idle" : s.connection;
   if (s.backoff.count() > 0) {
-    line += format(", retry in %.1fs (%d failures)", static_cast<double>(s.backoff.count()) / 1e3,
-                   s.failures);
+    line += format(", retry in %.2fs (%d failure%s)", static_cast<double>(s.backoff.count()) / 1e3,
+                   s.failures, s.failures == 1 ? "" : "s");
   }
   line += " | queue";
   static constexpr const char* kLetters[] = {"C", "H", "N", "L"};
   for (std::size_t p = 0; p < kPriorityCount; ++p) {
     line += format(" %s %s", kLetters[p], compact(s.queued[p]).c_str());
   }
-  if (s.in_memory > 0) line += " +" + compact(s.in_memory) + " mem";
+  if (s.uncommitted > 0) line += " +" + compact(s.uncommitted) + " mem";
   line += " | synced " + compact(s.synced) + " failed " + compact(s.failed) + " dropped " +
           compact(s.dropped);
   return line;
@@ -70,7 +70,14 @@ const Sample& StatusDisplay::record(const OfflineStatus& status, double t, std::
   const std::uint64_t prev_calls = samples_.empty() ? 0 : samples_.back().calls;
   if (t > prev_t) s.calls_per_s = static_cast<double>(calls - prev_calls) / (t - prev_t);
   s.queued = status.queue_size_by_priority;
-  s.in_memory = status.in_memory;
+  // Accepted but not yet committed: in the queues or in the writer's batch under way.
+  // (OfflineStatus::in_memory counts queue slots only.) From the calls made so far, so
+  // approximate by the calls of a burst.
+  const DropCounts& d = status.dropped;
+  std::uint64_t settled = status.committed_total + d.too_large + d.invalid + d.closed +
+                          d.journal_full + d.journal_error;
+  for (auto q : d.queue_full) settled += q;
+  s.uncommitted = calls > settled ? calls - settled : 0;
   s.synced = status.synced_total;
   s.failed = status.failed_count;
   s.dropped = total_dropped(status.dropped);

@@ -20,7 +20,7 @@ struct Sample {
   std::uint64_t calls = 0;
   double calls_per_s = 0;                            // since the previous sample
   std::array<std::size_t, kPriorityCount> queued{};  // in the journal
-  std::size_t in_memory = 0;
+  std::uint64_t uncommitted = 0;  // accepted, not yet in the journal (approximate)
   std::uint64_t synced = 0;
   std::size_t failed = 0;  // in the failed set now
   std::uint64_t dropped = 0;
