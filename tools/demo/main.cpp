@@ -137,7 +137,7 @@ int run(const DemoConfig& cfg) {
       "            not yet committed (in the queues or in the writer's batch under way)\n\n");
   std::fflush(stdout);
 
-  StatusDisplay display(::isatty(STDOUT_FILENO) == 1);
+  StatusDisplay display(::isatty(STDOUT_FILENO) == 1, first_seq);
   catch_interrupt();
   std::uint64_t online_seq = first_seq;
   std::optional<double> up_at_s;
@@ -171,7 +171,10 @@ int run(const DemoConfig& cfg) {
     if (g_interrupted && !interrupted) {
       interrupted = true;
       workload.stop();
-      display.event("interrupted: logging stops; the journal still drains (Ctrl-C again to quit)");
+      display.event(
+          format("%5.1fs interrupted: logging stops; the journal still drains "
+                 "(Ctrl-C again to quit)",
+                 seconds_since_start()));
     }
     if (seconds_since_start() >= cfg.offline_seconds()) bring_receiver_up();
     if (clock_type::now() >= next) {

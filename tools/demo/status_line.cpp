@@ -70,12 +70,14 @@ const Sample& StatusDisplay::record(const OfflineStatus& status, double t, std::
   const std::uint64_t prev_calls = samples_.empty() ? 0 : samples_.back().calls;
   if (t > prev_t) s.calls_per_s = static_cast<double>(calls - prev_calls) / (t - prev_t);
   s.queued = status.queue_size_by_priority;
-  // Accepted but not yet committed: in the queues or in the writer's batch under way.
-  // (OfflineStatus::in_memory counts queue slots only.) From the calls made so far, so
+  // Accepted but not yet in the journal's counts: in the queues or in a batch the writer
+  // is building. (OfflineStatus::in_memory counts queue slots only.) Records get
+  // consecutive sequences from first_seq, and next_seq counts a batch as soon as the
+  // journal's counts do, so nothing shows twice. From the calls made so far, so
   // approximate by the calls of a burst.
   const DropCounts& d = status.dropped;
-  std::uint64_t settled = status.committed_total + d.too_large + d.invalid + d.closed +
-                          d.journal_full + d.journal_error;
+  std::uint64_t settled = (status.next_seq - std::min(status.next_seq, first_seq_)) + d.too_large +
+                          d.invalid + d.closed + d.journal_full + d.journal_error;
   for (auto q : d.queue_full) settled += q;
   s.uncommitted = calls > settled ? calls - settled : 0;
   s.synced = status.synced_total;

@@ -20,7 +20,7 @@ struct Sample {
   std::uint64_t calls = 0;
   double calls_per_s = 0;                            // since the previous sample
   std::array<std::size_t, kPriorityCount> queued{};  // in the journal
-  std::uint64_t uncommitted = 0;  // accepted, not yet in the journal (approximate)
+  std::uint64_t uncommitted = 0;  // accepted, not yet in the journal's counts (approximate)
   std::uint64_t synced = 0;
   std::size_t failed = 0;  // in the failed set now
   std::uint64_t dropped = 0;
@@ -35,8 +35,10 @@ std::uint64_t total_dropped(const DropCounts& d);
 
 class StatusDisplay {
  public:
-  // `interactive`: redraw one line in place (for a terminal).
-  explicit StatusDisplay(bool interactive) : interactive_(interactive) {}
+  // `interactive`: redraw one line in place (for a terminal). `first_seq`: the sequence
+  // of the run's first record (OfflineStatus::next_seq before it).
+  StatusDisplay(bool interactive, std::uint64_t first_seq)
+      : interactive_(interactive), first_seq_(first_seq) {}
 
   // Takes a sample (the previous one gives the rate), keeps it, and shows it when due.
   const Sample& record(const OfflineStatus& status, double t, std::uint64_t calls,
@@ -53,6 +55,7 @@ class StatusDisplay {
   void show(const Sample& s);
 
   bool interactive_;
+  std::uint64_t first_seq_;
   bool line_open_ = false;
   double last_shown_ = -1e9;
   std::string last_connection_;
