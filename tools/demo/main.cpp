@@ -129,7 +129,11 @@ int run(const DemoConfig& cfg) {
         "            finds it offline and backs off (0.1-1 s), the journal holds the records\n",
         options.endpoint.c_str(), cfg.offline_seconds());
   } else {
-    std::printf("  endpoint  ClickHouse %s, table %s, user %s\n", cfg.clickhouse_url.c_str(),
+    // Without the URL's query, which could hold a credential.
+    const std::size_t query = cfg.clickhouse_url.find('?');
+    const std::string shown =
+        cfg.clickhouse_url.substr(0, query) + (query == std::string::npos ? "" : "?...");
+    std::printf("  endpoint  ClickHouse %s, table %s, user %s\n", shown.c_str(),
                 cfg.clickhouse_table.c_str(), cfg.clickhouse_user.c_str());
   }
   std::printf(
