@@ -8,6 +8,7 @@
 #include <simdjson.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <string>
@@ -431,4 +432,24 @@ TEST_F(ReplayTest, SourceErrorsHaveTheirExitCodes) {
   EXPECT_EQ(res.exit_code, 4);
   EXPECT_TRUE(contains(res.err, "newer flightlog")) << res.err;
   EXPECT_EQ(rx.request_count(), 0u);
+}
+
+TEST_F(ReplayTest, SkipsDamagedRecordsSendsTheRestAndExitsThree) {
+  const std::string low_id = id_of_n(3);  // LOW
+  const std::uint64_t low_seq = std::stoull(low_id.substr(low_id.rfind('-') + 1));
+  {
+    ft::RawLmdb raw(dir_);
+    raw.put_seq("low", low_seq, ft::as_bytes("garbage, not a record"));
+  }
+  ft::TlsReceiver rx;
+  const auto res = replay_to(rx, {});
+  EXPECT_EQ(res.exit_code, 3) << res.out << res.err;
+  EXPECT_TRUE(contains(res.err, cat("skipped damaged record in set 'low' key ",
+                                    std::to_string(low_seq), " (id ", low_id, ")")))
+      << res.err;
+  EXPECT_TRUE(contains(res.out, "(1 damaged record skipped)")) << res.out;
+  EXPECT_TRUE(contains(res.out, cat("accepted: ", std::to_string(kRecords - 1), "\n"))) << res.out;
+  const auto ids = ids_received(rx.requests());
+  EXPECT_EQ(ids.size(), kRecords - 1);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), low_id), 0);
 }

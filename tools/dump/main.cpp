@@ -64,16 +64,6 @@ void print_damaged(fd::RecordSet set, std::uint64_t seq, const std::string& erro
             << ": " << error << "\n";
 }
 
-// Records the walk will read, for the progress line.
-std::uint64_t records_to_read(const fd::Journal& journal, const ft::Selection& sel) {
-  const auto counts = journal.counts();
-  std::uint64_t n = 0;
-  for (std::size_t s = 0; s < fd::kRecordSets; ++s) {
-    if (sel.walks(static_cast<fd::RecordSet>(s))) n += counts.entries[s];
-  }
-  return sel.by_id() ? sel.seqs.size() : n;
-}
-
 void write_out(std::string& text) {
   std::fwrite(text.data(), 1, text.size(), stdout);
   text.clear();
@@ -85,7 +75,8 @@ int run_stats(std::unique_ptr<fd::Journal> journal, const ft::Selection& sel, bo
   report.dir = journal->dir();
   report.journal_id = journal->journal_id();
   report.filtered = filtered;
-  ft::Progress progress(kTool, records_to_read(*journal, sel), ft::Progress::stderr_is_terminal());
+  ft::Progress progress(kTool, ft::records_to_read(*journal, sel),
+                        ft::Progress::stderr_is_terminal());
   ft::WalkOptions opts;
   opts.limit = sel.limit;
   opts.on_read = [&] { progress.tick(); };
@@ -114,7 +105,8 @@ int run_stats(std::unique_ptr<fd::Journal> journal, const ft::Selection& sel, bo
 }
 
 int run_verify(fd::Journal& journal, const ft::Selection& sel) {
-  ft::Progress progress(kTool, records_to_read(journal, sel), ft::Progress::stderr_is_terminal());
+  ft::Progress progress(kTool, ft::records_to_read(journal, sel),
+                        ft::Progress::stderr_is_terminal());
   std::string text;
   const auto v = ft::verify_journal(
       journal, sel, [&] { progress.tick(); }, text);
@@ -131,7 +123,7 @@ int run_dump(fd::Journal& journal, const ft::Selection& sel, ft::RecordFormat fo
   ft::RecordPrinter printer(format, journal.journal_id(), start_next);
   std::string text;
   printer.header(text);
-  ft::Progress progress(kTool, records_to_read(journal, sel),
+  ft::Progress progress(kTool, ft::records_to_read(journal, sel),
                         !follow && ft::Progress::stderr_is_terminal());
   ft::WalkOptions opts;
   opts.limit = sel.limit;

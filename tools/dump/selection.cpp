@@ -48,6 +48,16 @@ bool Selection::matches(const fd::DecodedRecord& rec) const {
          rec.ts_ns < until_ns;
 }
 
+std::uint64_t records_to_read(const fd::Journal& journal, const Selection& sel) {
+  if (sel.by_id()) return sel.seqs.size();
+  const auto counts = journal.counts();
+  std::uint64_t n = 0;
+  for (std::size_t s = 0; s < fd::kRecordSets; ++s) {
+    if (sel.walks(static_cast<fd::RecordSet>(s))) n += counts.entries[s];
+  }
+  return n;
+}
+
 std::string parse_selection(const SelectionArgs& args, Selection& out) {
   out = Selection{};
   if (!args.priorities.empty()) {

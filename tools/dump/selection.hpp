@@ -68,6 +68,10 @@ struct Selection {
   bool matches(const detail::DecodedRecord& rec) const;
 };
 
+// Records a walk of `sel` will read (for a progress display): the entries of the sets
+// it walks, or the number of ids asked for.
+std::uint64_t records_to_read(const detail::Journal& journal, const Selection& sel);
+
 // Parses `args`. Returns an empty string, or the problem (naming the option).
 std::string parse_selection(const SelectionArgs& args, Selection& out);
 

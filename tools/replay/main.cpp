@@ -126,7 +126,7 @@ struct Args {
   ft::SelectionArgs selection;
 };
 
-void add_options(CLI::App& app, Args& a, fl::Options& defaults) {
+void add_options(CLI::App& app, Args& a, const fl::Options& defaults) {
   a.clickhouse_table = defaults.clickhouse_table;
   a.clickhouse_user = defaults.clickhouse_user;
   a.batch_records = defaults.upload_batch_max_records;
@@ -185,17 +185,127 @@ void add_options(CLI::App& app, Args& a, fl::Options& defaults) {
   ft::add_selection_options(app, a.selection);
 }
 
+int usage(const std::string& what) {
+  std::cerr << kTool << ": " << what << "\n";
+  return ft::kExitUsage;
+}
+
 std::string count_of(std::size_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
 }
 
-void print_not_accepted(const std::vector<ft::NotAccepted>& list) {
-  for (std::size_t i = 0; i < list.size() && i < kListedFailures; ++i) {
-    std::cout << "  " << list[i].id << "  " << list[i].reason << "\n";
+// Turns the delivery options into the Client's Options, checks them with the Client's
+// own checks, and makes the uploader's transport. Returns -1, or the exit code.
+int make_delivery(const Args& a, fl::Options& options, ft::SendConfig& send,
+                  std::unique_ptr<fd::Transport>& transport) {
+  if (const char* key = std::getenv(kApiKeyVariable); key != nullptr) options.api_key = key;
+  options.endpoint = a.endpoint;
+  options.upload_format =
+      a.format == "clickhouse" ? fl::UploadFormat::ClickHouse : fl::UploadFormat::Ndjson;
+  options.clickhouse_table = a.clickhouse_table;
+  options.clickhouse_user = a.clickhouse_user;
+  options.ca_file = a.ca_file;
+  options.allow_insecure_http = a.allow_insecure_http;
+  options.upload_gzip = a.gzip;
+  options.upload_batch_max_records = a.batch_records;
+  options.upload_batch_max_bytes = a.batch_bytes;
+  options.max_attempts = static_cast<std::uint16_t>(std::min(a.max_attempts, 1000u));
+  options.backoff_base = std::chrono::milliseconds(a.backoff_base_ms);
+  options.backoff_cap = std::chrono::milliseconds(a.backoff_cap_ms);
+  options.connect_timeout = std::chrono::milliseconds(a.connect_timeout_ms);
+  options.handshake_timeout = std::chrono::milliseconds(a.connect_timeout_ms);
+  options.request_timeout = std::chrono::milliseconds(a.request_timeout_ms);
+  try {
+    fd::validate_options(options);
+    const fd::ParsedEndpoint ep = fd::parse_endpoint(options.endpoint, a.allow_insecure_http);
+    if (!ep.tls() && !is_loopback(ep)) {
+      return usage("--allow-insecure-http is for loopback endpoints only; " + ep.authority() +
+                   " is not one: use https");
+    }
+    transport = fd::make_https_transport(options, send.target);
+  } catch (const fl::Error& e) {
+    std::string what = e.what();
+    if (what.find("allow_insecure_http") != std::string::npos) {
+      what += " (flightlog-replay: --allow-insecure-http, loopback hosts only)";
+    }
+    return usage(what);
   }
-  if (list.size() > kListedFailures) {
-    std::cout << "  ... and " << list.size() - kListedFailures << " more\n";
+  send.format = options.upload_format;
+  send.api_key = options.api_key;
+  send.clickhouse_table = options.clickhouse_table;
+  send.clickhouse_user = options.clickhouse_user;
+  send.gzip = options.upload_gzip;
+  send.batch_max_records = options.upload_batch_max_records;
+  send.batch_max_bytes = options.upload_batch_max_bytes;
+  send.max_attempts = options.max_attempts;
+  send.backoff_base = options.backoff_base;
+  send.backoff_cap = options.backoff_cap;
+  send.dry_run = a.dry_run;
+  return -1;
+}
+
+// Opens the --to-journal target for writing (its directory lock included). Returns -1,
+// or the exit code.
+int open_target(const Args& a, std::unique_ptr<fd::Journal>& target) {
+  std::error_code ec;
+  const auto src = std::filesystem::weakly_canonical(a.source, ec);
+  const auto dst = std::filesystem::weakly_canonical(a.to_journal, ec);
+  if (src == dst) return usage("--to-journal: the target is the source journal itself");
+  try {
+    fd::JournalConfig config;
+    config.dir = a.to_journal;
+    target = fd::Journal::open_for_writing(config);
+  } catch (const fl::Error& e) {
+    std::cerr << kTool << ": target journal: " << e.what() << "\n";
+    return ft::open_error_exit_code(e.what());
   }
+  return -1;
+}
+
+// Prints what the copy did; returns its exit code.
+int report_copy(const Args& a, const fd::Journal& target, const ft::CopySummary& c,
+                std::size_t selected) {
+  std::cout << "copied: " << c.copied << " into journal " << target.journal_id() << " at '"
+            << a.to_journal << "'";
+  if (c.copied > 0) {
+    std::cout << " as new ids " << fd::record_id(target.journal_id(), c.first_seq) << " .. "
+              << fd::record_id(target.journal_id(), c.last_seq) << " (in sync order)";
+  }
+  std::cout << "\n";
+  if (c.copied == selected) return ft::kExitOk;
+  std::cout << "not copied: " << selected - c.copied
+            << (c.error.empty() ? "" : " (" + c.error + ")") << "\n";
+  return ft::kExitNotDelivered;
+}
+
+// Prints what the delivery did; returns its exit code.
+int report_send(const Args& a, const ft::SendSummary& s) {
+  const fd::ParsedEndpoint ep = fd::parse_endpoint(a.endpoint, true);
+  std::cout << "endpoint: " << ep.scheme << "://" << ep.authority() << " (" << a.format << ")\n";
+  if (a.dry_run) {
+    std::cout << "dry run: " << count_of(s.queued_for_sending, "record", "records") << " in "
+              << count_of(s.batches, "batch", "batches") << " would be sent; nothing was sent\n";
+    return ft::kExitOk;
+  }
+  std::cout << "accepted: " << s.accepted << "\n";
+  std::cout << "rejected: " << s.rejected << "\n";
+  std::cout << "gave up: " << s.gave_up << "\n";
+  std::cout << "not sent: " << s.not_sent() << "\n";
+  std::cout << "requests: " << s.requests << " (" << count_of(s.retries, "retry", "retries")
+            << ")\n";
+  if (!s.not_accepted.empty()) {
+    std::cout << "not accepted:\n";
+    for (std::size_t i = 0; i < s.not_accepted.size() && i < kListedFailures; ++i) {
+      std::cout << "  " << s.not_accepted[i].id << "  " << s.not_accepted[i].reason << "\n";
+    }
+    if (s.not_accepted.size() > kListedFailures) {
+      std::cout << "  ... and " << s.not_accepted.size() - kListedFailures << " more\n";
+    }
+  }
+  if (!s.stop_reason.empty()) std::cout << "stopped: " << s.stop_reason << "\n";
+  if (s.misconfigured) return ft::kExitMisconfigured;
+  if (s.rejected > 0 || s.gave_up > 0 || s.unreachable) return ft::kExitNotDelivered;
+  return ft::kExitOk;
 }
 
 }  // namespace
@@ -210,10 +320,6 @@ int main(int argc, char** argv) {
   add_options(app, a, options);
   app.footer(kFooter);
   if (const int rc = ft::parse_command_line(app, argc, argv); rc >= 0) return rc;
-  auto usage = [](const std::string& what) {
-    std::cerr << kTool << ": " << what << "\n";
-    return ft::kExitUsage;
-  };
   if (a.endpoint.empty() == a.to_journal.empty()) {
     return usage("say where the records go: --endpoint URL or --to-journal DIR");
   }
@@ -222,54 +328,10 @@ int main(int argc, char** argv) {
   if (const std::string err = ft::parse_selection(a.selection, sel); !err.empty()) {
     return usage(err);
   }
-
-  // Delivery: the Client's own option checks and transport.
   std::unique_ptr<fd::Transport> transport;
   ft::SendConfig send;
   if (!a.endpoint.empty()) {
-    if (const char* key = std::getenv(kApiKeyVariable); key != nullptr) options.api_key = key;
-    options.endpoint = a.endpoint;
-    options.upload_format =
-        a.format == "clickhouse" ? fl::UploadFormat::ClickHouse : fl::UploadFormat::Ndjson;
-    options.clickhouse_table = a.clickhouse_table;
-    options.clickhouse_user = a.clickhouse_user;
-    options.ca_file = a.ca_file;
-    options.allow_insecure_http = a.allow_insecure_http;
-    options.upload_gzip = a.gzip;
-    options.upload_batch_max_records = a.batch_records;
-    options.upload_batch_max_bytes = a.batch_bytes;
-    options.max_attempts = static_cast<std::uint16_t>(std::min(a.max_attempts, 1000u));
-    options.backoff_base = std::chrono::milliseconds(a.backoff_base_ms);
-    options.backoff_cap = std::chrono::milliseconds(a.backoff_cap_ms);
-    options.connect_timeout = std::chrono::milliseconds(a.connect_timeout_ms);
-    options.handshake_timeout = std::chrono::milliseconds(a.connect_timeout_ms);
-    options.request_timeout = std::chrono::milliseconds(a.request_timeout_ms);
-    try {
-      fd::validate_options(options);
-      const fd::ParsedEndpoint ep = fd::parse_endpoint(options.endpoint, a.allow_insecure_http);
-      if (!ep.tls() && !is_loopback(ep)) {
-        return usage("--allow-insecure-http is for loopback endpoints only; " + ep.authority() +
-                     " is not one: use https");
-      }
-      transport = fd::make_https_transport(options, send.target);
-    } catch (const fl::Error& e) {
-      std::string what = e.what();
-      if (what.find("allow_insecure_http") != std::string::npos) {
-        what += " (flightlog-replay: --allow-insecure-http, loopback hosts only)";
-      }
-      return usage(what);
-    }
-    send.format = options.upload_format;
-    send.api_key = options.api_key;
-    send.clickhouse_table = options.clickhouse_table;
-    send.clickhouse_user = options.clickhouse_user;
-    send.gzip = options.upload_gzip;
-    send.batch_max_records = options.upload_batch_max_records;
-    send.batch_max_bytes = options.upload_batch_max_bytes;
-    send.max_attempts = options.max_attempts;
-    send.backoff_base = options.backoff_base;
-    send.backoff_cap = options.backoff_cap;
-    send.dry_run = a.dry_run;
+    if (const int rc = make_delivery(a, options, send, transport); rc >= 0) return rc;
   }
 
   ft::install_stop_handlers();
@@ -282,33 +344,14 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<fd::Journal> target;
   if (!a.to_journal.empty()) {
-    std::error_code ec;
-    const auto src = std::filesystem::weakly_canonical(a.source, ec);
-    const auto dst = std::filesystem::weakly_canonical(a.to_journal, ec);
-    if (src == dst) return usage("--to-journal: the target is the source journal itself");
-    try {
-      fd::JournalConfig config;
-      config.dir = a.to_journal;
-      target = fd::Journal::open_for_writing(config);
-    } catch (const fl::Error& e) {
-      std::cerr << kTool << ": target journal: " << e.what() << "\n";
-      return ft::open_error_exit_code(e.what());
-    }
+    if (const int rc = open_target(a, target); rc >= 0) return rc;
   }
 
   ft::Sender sender(send, source->journal_id(), transport.get());
   std::unique_ptr<ft::Copier> copier;
   if (target) copier = std::make_unique<ft::Copier>(*target);
   CancelOnStop cancel_on_stop(transport.get());
-
-  std::uint64_t total = 0;
-  {
-    const auto counts = source->counts();
-    for (std::size_t s = 0; s < fd::kRecordSets; ++s) {
-      if (sel.walks(static_cast<fd::RecordSet>(s))) total += counts.entries[s];
-    }
-  }
-  ft::Progress progress(kTool, sel.by_id() ? sel.seqs.size() : total,
+  ft::Progress progress(kTool, ft::records_to_read(*source, sel),
                         ft::Progress::stderr_is_terminal());
   std::size_t damaged = 0;
   ft::WalkOptions opts;
@@ -349,58 +392,17 @@ int main(int argc, char** argv) {
     }
   }
   progress.finish();
-  const bool interrupted = ft::stop_requested();
 
-  // Summary.
-  int rc = damaged > 0 ? ft::kExitDamaged : ft::kExitOk;
   std::cout << "source: journal " << source->journal_id() << " at '" << a.source
             << "' (read only, not modified)\n";
-  std::cout << "selected: " << count_of(walked.selected, "record", "records")
-            << (damaged > 0
-                    ? " (" + count_of(damaged, "damaged record", "damaged records") + " skipped)"
-                    : "")
-            << "\n";
-  if (copier) {
-    const auto& c = copier->summary();
-    std::cout << "copied: " << c.copied << " into journal " << target->journal_id() << " at '"
-              << a.to_journal << "'";
-    if (c.copied > 0) {
-      std::cout << " as new ids " << fd::record_id(target->journal_id(), c.first_seq) << " .. "
-                << fd::record_id(target->journal_id(), c.last_seq) << " (in sync order)";
-    }
-    std::cout << "\n";
-    if (c.copied < walked.selected) {
-      std::cout << "not copied: " << walked.selected - c.copied
-                << (c.error.empty() ? "" : " (" + c.error + ")") << "\n";
-      rc = std::max<int>(rc, ft::kExitNotDelivered);
-    }
-  } else {
-    const auto& s = sender.summary();
-    const fd::ParsedEndpoint ep = fd::parse_endpoint(options.endpoint, true);
-    std::cout << "endpoint: " << ep.scheme << "://" << ep.authority() << " ("
-              << (send.format == fl::UploadFormat::ClickHouse ? "clickhouse" : "ndjson") << ")\n";
-    if (a.dry_run) {
-      std::cout << "dry run: " << count_of(s.queued_for_sending, "record", "records") << " in "
-                << count_of(s.batches, "batch", "batches") << " would be sent; nothing was sent\n";
-    } else {
-      std::cout << "accepted: " << s.accepted << "\n";
-      std::cout << "rejected: " << s.rejected << "\n";
-      std::cout << "gave up: " << s.gave_up << "\n";
-      std::cout << "not sent: " << s.not_sent() << "\n";
-      std::cout << "requests: " << s.requests << " (" << count_of(s.retries, "retry", "retries")
-                << ")\n";
-      if (!s.not_accepted.empty()) {
-        std::cout << "not accepted:\n";
-        print_not_accepted(s.not_accepted);
-      }
-      if (!s.stop_reason.empty()) std::cout << "stopped: " << s.stop_reason << "\n";
-      if (s.rejected > 0 || s.gave_up > 0 || s.unreachable) {
-        rc = std::max<int>(rc, ft::kExitNotDelivered);
-      }
-      if (s.misconfigured) rc = std::max<int>(rc, ft::kExitMisconfigured);
-    }
-  }
-  if (interrupted) {
+  std::cout << "selected: " << count_of(walked.selected, "record", "records");
+  if (damaged > 0)
+    std::cout << " (" << count_of(damaged, "damaged record", "damaged records") << " skipped)";
+  std::cout << "\n";
+  int rc = copier ? report_copy(a, *target, copier->summary(), walked.selected)
+                  : report_send(a, sender.summary());
+  if (damaged > 0) rc = std::max<int>(rc, ft::kExitDamaged);
+  if (ft::stop_requested()) {
     std::cout << "interrupted: stopped by a signal before the end\n";
     rc = ft::kExitInterrupted;
   }
