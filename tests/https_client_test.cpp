@@ -265,6 +265,12 @@ TEST(HttpsRetryAfter, ParsesSecondsAndEveryDateForm) {
     EXPECT_LE(*v, 91s) << date;
   }
   EXPECT_EQ(d::parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now), 0s);
+  // Dates beyond what the clock's nanoseconds hold (found by fuzzing): the longest and
+  // the shortest delay, not a wrapped-around one.
+  const auto far = d::parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now);
+  ASSERT_TRUE(far.has_value());
+  EXPECT_GT(*far, std::chrono::seconds{std::int64_t{200} * 365 * 86400});
+  EXPECT_EQ(d::parse_retry_after("Wed, 04 Feb 1739 00:00:00 GMT", now), 0s);
   for (const char* bad : {"", "soon", "-5", "1.5", "Sun, 31 Feb 2030 08:49:37 GMT",
                           "Sun, 06 Nov 1994 25:49:37 GMT", "Sun, 06 Nov 1994"}) {
     EXPECT_FALSE(d::parse_retry_after(bad, now).has_value()) << bad;

@@ -158,7 +158,10 @@ std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
   }
   auto date = parse_http_date(value);
   if (!date) return std::nullopt;
-  auto delta = std::chrono::ceil<std::chrono::seconds>(*date - now);
+  // In whole seconds: in the clock's nanoseconds, a date after 2262 or before 1677 (or
+  // one that far from now) overflows. For a whole-second date, ceil(date - now) is
+  // date - floor(now).
+  const auto delta = *date - std::chrono::floor<std::chrono::seconds>(now);
   return delta.count() < 0 ? std::chrono::seconds{0} : delta;
 }
 
