@@ -1,10 +1,14 @@
 // Tests of flightlog-demo, run as a separate process: a short run goes through the
 // whole offline story (receiver down, backlog, receiver up, drain) and must report that
 // every acknowledged record arrived, in priority order, with its latency table and data
-// files; and its command line answers --help and refuses bad options with exit code 1.
+// files; with --clickhouse it ships to the real server of FLIGHTLOG_CLICKHOUSE_DIR (see
+// clickhouse_test.cpp; skipped without it) and counts the arrivals by SQL; and its
+// command line answers --help and refuses bad options with exit code 1.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -71,6 +75,42 @@ TEST(Demo, ShortRunDeliversEveryRecordInPriorityOrder) {
   EXPECT_EQ(dump.out, "");
 }
 
+// The value of KEY=value in the server directory's ports.env, or "".
+std::string ports_env(const std::filesystem::path& dir, const std::string& key) {
+  std::istringstream env(ft::read_whole_file(dir / "ports.env"));
+  for (std::string line; std::getline(env, line);) {
+    if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
+  }
+  return "";
+}
+
+TEST(Demo, ShipsToClickHouseAndCountsBySql) {
+  const char* dir = std::getenv("FLIGHTLOG_CLICKHOUSE_DIR");
+  if (dir == nullptr || *dir == '\0') {
+    GTEST_SKIP() << "FLIGHTLOG_CLICKHOUSE_DIR is not set (see clickhouse_test.cpp)";
+  }
+  const std::filesystem::path server(dir);
+  const std::string port = ports_env(server, "HTTPS_PORT");
+  const std::string user = ports_env(server, "CLICKHOUSE_USER");
+  std::string password = ft::read_whole_file(server / "password");
+  while (!password.empty() && password.back() == '\n') password.pop_back();
+  ASSERT_FALSE(port.empty() || user.empty() || password.empty()) << "incomplete " << dir;
+  ft::TempDir tmp;
+  const std::string rate = std::to_string(2000 / ft::kSanitizerSlowdown);
+  // The table is shared by runs; the demo counts only its own journal's records.
+  const ft::ProcessResult r =
+      run_demo({"--duration", "2", "--rate", rate, "--threads", "2", "--clickhouse",
+                "https://127.0.0.1:" + port + "/", "--user", user, "--password", password,
+                "--ca-file", (server / "server.crt").string(), "--table", "flightlog_demo_test",
+                "--out", (tmp / "out").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(contains(r.out, "rows in flightlog_demo_test (SQL)")) << r.out;
+  EXPECT_TRUE(contains(r.out, "check: every acknowledged record arrived, once by id: yes"))
+      << r.out;
+  EXPECT_FALSE(contains(r.out, password) || contains(r.err, password))
+      << "the password was printed";
+}
+
 TEST(Demo, HelpListsExamplesAndExitCodes) {
   const ft::ProcessResult r = run_demo({"--help"});
   EXPECT_EQ(r.exit_code, 0);
@@ -82,6 +122,7 @@ TEST(Demo, HelpListsExamplesAndExitCodes) {
 TEST(Demo, BadOptionsExitWithUsageError) {
   EXPECT_EQ(run_demo({"--rate", "0"}).exit_code, 1);
   EXPECT_EQ(run_demo({"--no-such-option"}).exit_code, 1);
+  EXPECT_EQ(run_demo({"--user", "someone"}).exit_code, 1);  // needs --clickhouse
   const ft::ProcessResult r = run_demo({"--duration", "2", "--offline-seconds", "5"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(contains(r.err, "--offline-seconds")) << r.err;
