@@ -88,7 +88,7 @@ void write_script(const fs::path& p, const PlotInput& in, const fs::path& latenc
   std::ofstream f = open_for_writing(p);
   f << "# flightlog-demo's plots; run again with: gnuplot " << p.string() << "\n"
     << "set terminal svg size 960,540 dynamic noenhanced font 'sans,12' background '#ffffff'\n"
-    << "set grid\nset key outside right top\n"
+    << "set grid\nset key inside top right\n"
     << "set output " << quoted(latency_svg) << "\n"
     << "set title 'flightlog hot path: log_prediction latency, " << grouped(in.sorted_ns.size())
     << " calls, " << in.threads << " threads (TSC)'\n"
@@ -96,7 +96,7 @@ void write_script(const fs::path& p, const PlotInput& in, const fs::path& latenc
     << "set ylabel 'fraction of calls at least this slow'\nset format y '%g'\n"
     << "plot " << quoted(latency_dat)
     << " using 1:2 with steps lw 2 title 'log_prediction, schema form (W2)'\n"
-    << "unset logscale\n"
+    << "unset logscale\nset key outside right top\n"
     << "set output " << quoted(queue_svg) << "\n"
     << "set title 'flightlog journal: records queued per priority'\n"
     << "set xlabel 'seconds since logging started'\nset ylabel 'records queued'\n";
