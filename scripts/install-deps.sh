@@ -18,6 +18,7 @@ packages=(
   libspdlog-dev libsqlite3-dev  # benchmark peers only
   clickhouse-server clickhouse-client openssl  # real ClickHouse receiver (integration test)
   clang-format
+  gnuplot-nox                 # flightlog-demo's plots (the demo runs without it)
 )
 
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
