@@ -229,12 +229,7 @@ TEST_F(Security, ApiKeyIsSentInItsHeaderAndAppearsNowhereElse) {
   for (const auto& text : texts_) EXPECT_NO_KEY(text, "a status field");
 }
 
-// BUG (src/uploader/uploader.cpp, short_reason): the server's answer is cut to 200
-// characters before the key is masked, so a key that the cut goes through is not found
-// and its start (up to 199 bytes of it) is kept in the failed record's reason, the
-// journal, flightlog-dump's output and status.last_error. Fix: mask while copying, then
-// cut (see the report of the security review). Enable this test with the fix.
-TEST_F(Security, DISABLED_AnEchoedKeyCutByTheReasonsLengthLimitIsStillMasked) {
+TEST_F(Security, AnEchoedKeyCutByTheReasonsLengthLimitIsStillMasked) {
   // The reason kept with a failed record is the first 200 characters of the server's
   // answer. Wherever the echoed key falls, even across that cut, none of it is kept.
   const auto dir = tmp_ / "journal";
@@ -263,11 +258,7 @@ TEST_F(Security, DISABLED_AnEchoedKeyCutByTheReasonsLengthLimitIsStillMasked) {
   }
 }
 
-// BUG (src/uploader/uploader.cpp, short_reason): after replacing the key with "***" the
-// search resumes at the same offset, so a key of "*", "**" or "***" is found again in its
-// own mask forever: the uploader thread spins (and, for "*" and "**", grows the text)
-// and the Client's destructor never returns. Same fix as above. Enable with it.
-TEST_F(Security, DISABLED_AKeyOfAsterisksIsMaskedOnceAndTheUploaderGoesOn) {
+TEST_F(Security, AKeyOfAsterisksIsMaskedOnceAndTheUploaderGoesOn) {
   // The mask is "***": a key of one to three asterisks is found again inside its own
   // mask, which must not keep the uploader replacing it forever.
   const auto dir = tmp_ / "journal";

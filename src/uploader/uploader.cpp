@@ -21,20 +21,22 @@ constexpr auto kMaxRetryAfter = std::chrono::hours(1);
 // A short, single-line reason for the status and the failed record. `secret` (the
 // api_key) is masked in case a server echoes it back.
 std::string short_reason(const PostOutcome& o, const std::string& secret) {
-  std::string text;
-  if (o.kind != PostOutcome::Kind::Response) {
-    text = o.error.substr(0, 200);
-  } else {
-    std::string body = o.body.substr(0, 200);
-    text = "HTTP " + std::to_string(o.status) + (body.empty() ? "" : ": " + body);
-  }
-  for (char& c : text) {
-    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-  }
+  // The whole text is masked before it is cut short, so a key the server echoes across
+  // the cut cannot leave its first characters behind; the search goes on after each
+  // mask, so a key that contains "***" cannot make it loop.
+  std::string text =
+      o.kind != PostOutcome::Kind::Response
+          ? o.error
+          : "HTTP " + std::to_string(o.status) + (o.body.empty() ? "" : ": " + o.body);
   if (!secret.empty()) {
-    for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
+    for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 3)) {
       text.replace(at, secret.size(), "***");
     }
+  }
+  constexpr std::size_t kMaxReason = 210;  // "HTTP nnn: " and 200 characters of body
+  if (text.size() > kMaxReason) text.resize(kMaxReason);
+  for (char& c : text) {
+    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
   }
   return text;
 }
