@@ -8,7 +8,8 @@
 # prints libFuzzer's final figures: executions, executions per second, coverage (cov:
 # edges, ft: features) and corpus size. A crash, an invariant that fails, a sanitizer
 # report, a leak or a timeout fails the run; the input is kept and its path printed.
-# --grow merges the new interesting inputs into the committed corpus (-merge=1), for a
+# --grow rewrites the committed corpus as its seeds plus the smallest set of inputs that
+# keeps the features of the old corpus and the run (-set_cover_merge=1), for a
 # maintainer's long run; without it the committed corpus is never touched.
 # Known, not yet fixed findings sit in fuzz/crashes/<target>/ (README there): they are
 # replayed and reported, and do not fail the run.
@@ -51,7 +52,7 @@ for t in "${targets[@]}"; do
   [ -x "$bin" ] || { echo "fuzz: no target '$t' (targets: ${all[*]})" >&2; exit 2; }
   mkdir -p "$work/$t" "$work/artifacts"
   [ -d "$fuzz/corpus/$t" ] && cp "$fuzz/corpus/$t"/* "$work/$t"/ 2>/dev/null || true
-  seeds=$(find "$work/$t" -type f | wc -l)
+  start=$(find "$work/$t" -type f | wc -l)
   args=(-max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2560
         -artifact_prefix="$work/artifacts/$t-")
   [ -f "$fuzz/dict/$t.dict" ] && args+=(-dict="$fuzz/dict/$t.dict")
@@ -63,8 +64,8 @@ for t in "${targets[@]}"; do
   cov=$(last_value 'cov:' "$log")
   ft=$(last_value 'ft:' "$log")
   corpus=$(find "$work/$t" -type f | wc -l)
-  printf 'fuzz %-17s %10s runs %7s exec/s  cov: %-5s ft: %-6s corpus: %s (%s seeds)' \
-    "$t" "$runs" "$rate" "$cov" "$ft" "$corpus" "$seeds"
+  printf 'fuzz %-17s %10s runs %7s exec/s  cov: %-5s ft: %-6s corpus: %s (from %s)' \
+    "$t" "$runs" "$rate" "$cov" "$ft" "$corpus" "$start"
   if [ "$status" -eq 0 ]; then
     echo "  ok"
     passed=$((passed + 1))
@@ -81,10 +82,30 @@ for t in "${targets[@]}"; do
     done
   fi
   if [ "$grow" -eq 1 ] && [ "$status" -eq 0 ]; then
-    mkdir -p "$fuzz/corpus/$t"
-    "$bin" -merge=1 "$fuzz/corpus/$t" "$work/$t" >"$work/$t.merge.log" 2>&1
+    # The seeds (seed-*, fuzz/make_seeds.cpp) and the inputs of fixed findings (fixed-*,
+    # fuzz/crashes/README.md) stay; beside them, the smallest set of inputs (greedy set
+    # cover) that keeps every feature of the old corpus and the run; over 250 files,
+    # every edge instead (hit counts aside), to keep the corpus small.
+    grown="$work/$t.grown"
+    merged=0
+    for counters in 1 0; do
+      rm -rf "$grown" && mkdir -p "$grown" "$fuzz/corpus/$t"
+      find "$fuzz/corpus/$t" -maxdepth 1 -type f \( -name 'seed-*' -o -name 'fixed-*' \) \
+        -exec cp {} "$grown"/ \;
+      "$bin" -set_cover_merge=1 -use_counters=$counters "$grown" "$fuzz/corpus/$t" "$work/$t" \
+        >"$work/$t.merge.log" 2>&1 || break
+      merged=1
+      [ "$(find "$grown" -type f | wc -l)" -gt 250 ] || break
+    done
+    if [ "$merged" -eq 1 ]; then
+      rm -rf "$fuzz/corpus/$t"
+      mv "$grown" "$fuzz/corpus/$t"
+    else
+      echo "fuzz $t: the merge failed; corpus left as it was"
+      tail -n 20 "$work/$t.merge.log"
+    fi
     echo "fuzz $t: corpus now $(find "$fuzz/corpus/$t" -type f | wc -l) files," \
-      "$(du -sk "$fuzz/corpus/$t" | cut -f1) KiB"
+      "$(du -sk --apparent-size "$fuzz/corpus/$t" | cut -f1) KiB"
   fi
   # Known findings: replayed, reported, not failing the run.
   for k in "$fuzz/crashes/$t"/*; do
