@@ -193,7 +193,8 @@ class FloorContestant {
 
 // flightlog in either form. Default options (Durability::Full, Drop for NORMAL), in a
 // fresh journal, so a writer that fell behind would show up as drops in finish().
-template <bool Named>
+// Cached: the same with ClockSource::Cached ("schema+cached", "named+cached").
+template <bool Named, bool Cached = false>
 class FlightlogContestant {
  public:
   explicit FlightlogContestant(int threads)
@@ -227,9 +228,10 @@ class FlightlogContestant {
                             s.dropped.journal_full + s.dropped.journal_error;
     for (auto d : s.dropped.queue_full) dropped += d;
     if (failures_ != 0 || dropped != 0 || s.committed_total != expected) {
-      return std::string(Named ? "named" : "schema") + ": " + std::to_string(failures_) +
-             " calls not Ok, " + std::to_string(dropped) + " dropped, committed " +
-             std::to_string(s.committed_total) + " of " + std::to_string(expected);
+      return std::string(Named ? "named" : "schema") + (Cached ? "+cached" : "") + ": " +
+             std::to_string(failures_) + " calls not Ok, " + std::to_string(dropped) +
+             " dropped, committed " + std::to_string(s.committed_total) + " of " +
+             std::to_string(expected);
     }
     return "";
   }
@@ -239,6 +241,7 @@ class FlightlogContestant {
     fl::Options o;
     o.offline_dir = dir / "journal";
     o.max_producer_threads = std::max(o.max_producer_threads, static_cast<std::size_t>(threads));
+    if (Cached) o.clock_source = fl::ClockSource::Cached;
     return o;
   }
 
@@ -357,6 +360,14 @@ std::string run_round_of(const std::string& name, std::vector<double>& samples, 
   if (name == "named") {
     return run_round<FlightlogContestant<true>>(samples, threads, method, round_cfg, clock, round);
   }
+  if (name == "schema+cached") {
+    return run_round<FlightlogContestant<false, true>>(samples, threads, method, round_cfg, clock,
+                                                       round);
+  }
+  if (name == "named+cached") {
+    return run_round<FlightlogContestant<true, true>>(samples, threads, method, round_cfg, clock,
+                                                      round);
+  }
   return run_round<SpdlogContestant>(samples, threads, method, round_cfg, clock, round);
 }
 
@@ -466,7 +477,9 @@ void write_markdown(const std::filesystem::path& file, const std::vector<Result>
      << "- floor = `moodycamel::ConcurrentQueue<Pod64>::try_enqueue(token, pod)`; floor+tsc = "
      << "the same with one `rdtsc` stored in the pod (an ablation: what a per-record hot-path "
      << "timestamp alone costs beside the floor; not a target); schema / "
-     << "named = flightlog's two forms of `log_prediction` (default Options: Durability::Full); "
+     << "named = flightlog's two forms of `log_prediction` (default Options: Durability::Full, "
+     << "ClockSource::Precise); schema+cached / named+cached = the same with "
+     << "ClockSource::Cached (the writer's clock word instead of an rdtsc per call); "
      << "spdlog = async logger, `overrun_oldest`, basic file sink, same five values.\n\n";
   for (Method m : {Method::Burst, Method::PerCall}) {
     for (int threads : thread_counts) {
@@ -536,6 +549,27 @@ std::vector<Target> targets(const std::vector<Result>& rs) {
     out.push_back({"latency: named p50 / spdlog p50 (burst; 1 thread)", named->p.p50 / spd->p.p50,
                    0.1, true});
   }
+  // The same targets with ClockSource::Cached, where measured.
+  const Result* schema_c = find(rs, "schema+cached", Method::Burst, 1);
+  const Result* named_c = find(rs, "named+cached", Method::Burst, 1);
+  if (schema_c && floor) {
+    out.push_back({"latency: schema+cached p50 / floor p50 (burst; 1 thread)",
+                   schema_c->p.p50 / floor->p.p50, 1.2, true});
+    out.push_back({"latency: schema+cached p99.9 / floor p99.9 (burst; 1 thread)",
+                   schema_c->p.p999 / floor->p.p999, 2.0, true});
+  }
+  if (schema_c && spd) {
+    out.push_back({"latency: schema+cached p50 / spdlog p50 (burst; 1 thread)",
+                   schema_c->p.p50 / spd->p.p50, 0.04, true});
+  }
+  if (named_c && floor) {
+    out.push_back({"latency: named+cached p50 / floor p50 (burst; 1 thread)",
+                   named_c->p.p50 / floor->p.p50, 2.0, true});
+  }
+  if (named_c && spd) {
+    out.push_back({"latency: named+cached p50 / spdlog p50 (burst; 1 thread)",
+                   named_c->p.p50 / spd->p.p50, 0.1, true});
+  }
   return out;
 }
 
@@ -550,11 +584,13 @@ int main(int argc, char** argv) {
   Config cfg;
   std::string out_dir = ".";
   std::vector<int> thread_counts{1, 4};
-  std::vector<std::string> contestants{"floor", "floor+tsc", "schema", "named", "spdlog"};
+  std::vector<std::string> contestants{"floor",         "floor+tsc",    "schema", "named",
+                                       "schema+cached", "named+cached", "spdlog"};
   std::vector<std::string> methods{"burst", "per-call"};
   app.add_option("--out", out_dir, "Directory for latency.csv, latency.md, latency-targets.csv");
   app.add_option("--threads", thread_counts, "Producer thread counts")->delimiter(',');
-  app.add_option("--contestants", contestants, "Any of floor,floor+tsc,schema,named,spdlog")
+  app.add_option("--contestants", contestants,
+                 "Any of floor,floor+tsc,schema,named,schema+cached,named+cached,spdlog")
       ->delimiter(',');
   app.add_option("--methods", methods, "Any of burst,per-call")->delimiter(',');
   app.add_option("--bursts", cfg.bursts, "Bursts per thread (burst method)");
@@ -573,7 +609,8 @@ int main(int argc, char** argv) {
   // The fixed order floor, schema, named, spdlog: spdlog's file write-back then follows
   // the others rather than preceding them.
   std::vector<std::string> names;
-  for (const char* c : {"floor", "floor+tsc", "schema", "named", "spdlog"}) {
+  for (const char* c :
+       {"floor", "floor+tsc", "schema", "named", "schema+cached", "named+cached", "spdlog"}) {
     if (wanted(contestants, c)) names.push_back(c);
   }
   std::vector<Result> results;

@@ -45,6 +45,22 @@ enum class UploadFormat : std::uint8_t {
   ClickHouse,
 };
 
+// Where the hot path's timestamp comes from. Either way a record carries wall-clock
+// nanoseconds since the Unix epoch (the writer converts; see src/hot_path/clock.hpp).
+enum class ClockSource : std::uint8_t {
+  // Read per call: the CPU's time-stamp counter where it is invariant (x86-64), else
+  // CLOCK_REALTIME through the vDSO. Nanosecond resolution; costs one rdtsc per call,
+  // 7-25 ns depending on the machine (virtual machines are at the slow end).
+  Precise,
+  // A clock word the writer thread refreshes as it runs (every 50 us while records flow,
+  // at least every `writer_poll_interval` when idle) and the hot path merely loads:
+  // about 1 ns. A record's time may lag its call by up to `writer_poll_interval`
+  // (1 ms by default), longer if the writer thread is descheduled; times never go
+  // backwards within a thread. For callers who log millions of events a second and
+  // need their order (the sequence keeps it), not their microsecond.
+  Cached,
+};
+
 // What log_prediction() does when the in-memory queue of a priority is full (the
 // writer cannot keep up, or the journal is stalled).
 enum class FullPolicy : std::uint8_t {
@@ -66,7 +82,8 @@ struct Options {
   std::string endpoint;
 
   // true: records are committed to the crash-durable journal in `offline_dir`.
-  // false (memory only) arrives with the uploader; the constructor refuses it until then.
+  // false (memory only): the journal lives in RAM (/dev/shm) and dies with the process;
+  // see the README's "Memory-only mode" for what a crash loses.
   bool enable_offline = true;
 
   // Directory of the journal. Created with mode 0700 if missing; one Client (in any
@@ -144,6 +161,9 @@ struct Options {
   // go to LMDB overflow pages. Default 16 KiB, at most 64 KiB (a quarter of a thread's
   // share of a queue).
   std::size_t max_record_bytes = 16 * 1024;
+
+  // See ClockSource. Default Precise: a timestamp per call is what a record is for.
+  ClockSource clock_source = ClockSource::Precise;
 
   // --- Writer and journal ----------------------------------------------------------
 

@@ -50,9 +50,13 @@ class Value {
   constexpr bool as_bool() const noexcept { return b_; }
   constexpr std::string_view as_string() const noexcept { return {s_.data, s_.size}; }
 
-  // For the hot path: copies the 8-byte payload of a Double or Int value (both live at
-  // the same address of the union) to `dst`.
-  void copy_payload8(void* dst) const noexcept { __builtin_memcpy(dst, &d_, 8); }
+  // For the hot path: the 8-byte payload of a Double or Int value (both live at the same
+  // address of the union), as raw bits.
+  std::uint64_t payload8() const noexcept {
+    std::uint64_t bits;
+    __builtin_memcpy(&bits, &d_, 8);
+    return bits;
+  }
 
  private:
   struct Chars {

@@ -137,7 +137,8 @@ SlotQueue make_queue(const Options& o) {
 class Client::Impl {
  public:
   explicit Impl(Options o)
-      : id_(g_next_client_id.fetch_add(1)),
+      : cached_clock_on_(o.clock_source == ClockSource::Cached),
+        id_(g_next_client_id.fetch_add(1)),
         max_record_bytes_(o.max_record_bytes),
         full_policy_(o.full_policy),
         max_record_slots_(slots_for(o.max_record_bytes)),
@@ -168,6 +169,7 @@ class Client::Impl {
     wc.periodic_sync_interval = options_.periodic_sync_interval;
     wc.max_queued = options_.offline_max_queue_size;
     wc.max_record_slots = max_record_slots_;
+    if (cached_clock_on_) wc.cached_clock = &cached_clock_;
     writer_ =
         std::make_unique<Writer>(wc, *journal_, queues_, producers_, schemas_, writer_counters_);
     if (transport) {
@@ -206,78 +208,91 @@ class Client::Impl {
 
   // ---- Hot path ---------------------------------------------------------------------
 
+  // The schema form, from Client::log_prediction(const Schema&, ...).
   [[gnu::always_inline]] LogResult log_values(std::uint64_t schema_owner, std::uint32_t schema_id,
                                               std::size_t want_in, std::size_t want_out,
                                               std::initializer_list<Value> in,
                                               std::initializer_list<Value> out,
                                               Priority p) noexcept {
-    const std::uint64_t now = hot_timestamp();
+    const std::uint64_t now = read_clock();
     if (closed_.load(std::memory_order_relaxed)) return reject(hot_.closed, LogResult::Closed);
     if (schema_owner != id_ || in.size() != want_in || out.size() != want_out) {
       return reject(hot_.invalid, LogResult::Invalid);
     }
-    const std::size_t n = in.size() + out.size();
+    Producer* pr = producers_.local();
+    if (pr == nullptr) return reject(hot_.invalid, LogResult::Invalid);
+    return log_schema_form(now, static_cast<std::uint16_t>(schema_id), in.begin(), in.size(),
+                           out.begin(), out.size(), p, pr);
+  }
+
+  // Builds and enqueues a schema-form record: tags and values, no names. `In` and `Out`
+  // are Value or Field (whose names the schema `schema_id` already holds).
+  template <typename In, typename Out>
+  [[gnu::always_inline]] LogResult log_schema_form(std::uint64_t now, std::uint16_t schema_id,
+                                                   const In* in, std::size_t n_in, const Out* out,
+                                                   std::size_t n_out, Priority p,
+                                                   Producer* pr) noexcept {
+    const std::size_t n = n_in + n_out;
     // Fast path: up to 5 doubles or integers (the W1 shape) fill one slot, 16 + 8 + 8n
-    // <= 64 bytes. Tags and payloads are gathered into whole words, and the slot is
-    // written with four 16-byte stores (why: see Slot). A bool or string sends the call
-    // down the general path below.
+    // <= 64 bytes. Tags and payloads are gathered into registers (five named words, not
+    // an array: a 16-byte load of two words stored one by one would stall on store
+    // forwarding), and the slot is written with four 16-byte stores (why: see Slot). A
+    // bool or string sends the call down the general path below.
     if (n <= 5) {
-      std::uint64_t words[5] = {0, 0, 0, 0, 0};
-      std::uint64_t tags = 0;
-      unsigned k = 0;
+      std::uint64_t w0 = 0, w1 = 0, w2 = 0, w3 = 0, w4 = 0, tags = 0;
       bool simple = true;
-      auto gather = [&](const Value& v) noexcept {
+      auto take = [&](std::size_t i, std::uint64_t& word) noexcept {
+        if (i >= n) return;
+        const Value& v = i < n_in ? value_of(in[i]) : value_of(out[i - n_in]);
         const Value::Type t = v.type();
         simple &= (t == Value::Type::Double) | (t == Value::Type::Int);
-        tags |= std::uint64_t{static_cast<std::uint8_t>(t)} << (8 * k);
-        v.copy_payload8(&words[k]);
-        ++k;
+        tags |= std::uint64_t{static_cast<std::uint8_t>(t)} << (8 * i);
+        word = v.payload8();
       };
-      for (const Value& v : in) gather(v);
-      for (const Value& v : out) gather(v);
+      take(0, w0);
+      take(1, w1);
+      take(2, w2);
+      take(3, w3);
+      take(4, w4);
       if (simple) {
-        Producer* pr = producers_.local();
-        if (pr == nullptr) return reject(hot_.invalid, LogResult::Invalid);
-        const std::uint64_t head = header_word1(SlotHeader{
-            now, static_cast<std::uint16_t>(schema_id), 1, RecordKind::Prediction,
-            static_cast<std::uint8_t>(in.size()), static_cast<std::uint8_t>(out.size()), 0});
+        const std::uint64_t head = header_word1(
+            SlotHeader{now, schema_id, 1, RecordKind::Prediction, static_cast<std::uint8_t>(n_in),
+                       static_cast<std::uint8_t>(n_out), 0});
         // On a big-endian machine the tag bytes would need reversing; flightlog's
         // supported targets are little-endian (x86-64, AArch64).
         static_assert(std::endian::native == std::endian::little);
         Slot slot;
         slot.store16(0, now, head);
-        slot.store16(1, tags, words[0]);
-        slot.store16(2, words[1], words[2]);
-        slot.store16(3, words[3], words[4]);
+        slot.store16(1, tags, w0);
+        slot.store16(2, w1, w2);
+        slot.store16(3, w3, w4);
         return push(pr, p, &slot, 1);
       }
     }
     std::size_t bytes = kSlotHeaderBytes + schema_tag_bytes(n);
-    for (const Value& v : in) bytes += encoded_size(v);
-    for (const Value& v : out) bytes += encoded_size(v);
+    for (std::size_t i = 0; i < n_in; ++i) bytes += encoded_size(value_of(in[i]));
+    for (std::size_t i = 0; i < n_out; ++i) bytes += encoded_size(value_of(out[i]));
     if (bytes > max_record_bytes_) return reject(hot_.too_large, LogResult::TooLarge);
-    Producer* pr = producers_.local();
-    if (pr == nullptr) return reject(hot_.invalid, LogResult::Invalid);
 
     const SlotHeader h{now,
-                       static_cast<std::uint16_t>(schema_id),
+                       schema_id,
                        static_cast<std::uint16_t>(slots_for(bytes)),
                        RecordKind::Prediction,
-                       static_cast<std::uint8_t>(in.size()),
-                       static_cast<std::uint8_t>(out.size()),
+                       static_cast<std::uint8_t>(n_in),
+                       static_cast<std::uint8_t>(n_out),
                        0};
     auto fill = [&](std::byte* dst) noexcept {
       write_slot_header(dst, h);
       std::byte* tags = dst + kSlotHeaderBytes;
       std::byte* cur = tags + schema_tag_bytes(n);
       std::memset(tags + n, 0, schema_tag_bytes(n) - n);
-      for (const Value& v : in) {
-        *tags++ = static_cast<std::byte>(v.type());
-        cur = put_value(cur, v);
+      for (std::size_t i = 0; i < n_in; ++i) {
+        *tags++ = static_cast<std::byte>(value_of(in[i]).type());
+        cur = put_value(cur, value_of(in[i]));
       }
-      for (const Value& v : out) {
-        *tags++ = static_cast<std::byte>(v.type());
-        cur = put_value(cur, v);
+      for (std::size_t i = 0; i < n_out; ++i) {
+        *tags++ = static_cast<std::byte>(value_of(out[i]).type());
+        cur = put_value(cur, value_of(out[i]));
       }
     };
     if (bytes <= kSlotBytes) {  // the common case: one slot, built on the stack
@@ -289,9 +304,32 @@ class Client::Impl {
     return push(pr, p, pr->staging.get(), h.n_slots);
   }
 
-  LogResult log_fields(RecordKind kind, std::string_view name, const Field* in, std::size_t n_in,
-                       const Field* out, std::size_t n_out, Priority p) noexcept {
-    const std::uint64_t now = hot_timestamp();
+  // The named form of log_prediction(). A shape the producer's ShapeMemo knows is logged
+  // in the schema form; anything else goes to log_fields() with its names. Kept small:
+  // the general path lives out of line.
+  [[gnu::always_inline]] LogResult log_named(const Field* in, std::size_t n_in, const Field* out,
+                                             std::size_t n_out, Priority p) noexcept {
+    const std::uint64_t now = read_clock();
+    if (closed_.load(std::memory_order_relaxed)) return reject(hot_.closed, LogResult::Closed);
+    Producer* pr = producers_.local();
+    if (pr != nullptr) {
+      std::uint16_t shape = pr->shapes.find(in, n_in, out, n_out);
+      if (shape == 0 && pr->shapes.learning()) shape = learn_shape(*pr, in, n_in, out, n_out);
+      if (shape != 0) return log_schema_form(now, shape, in, n_in, out, n_out, p, pr);
+    }
+    return log_fields(now, RecordKind::Prediction, {}, in, n_in, out, n_out, p);
+  }
+
+  LogResult log_event(std::string_view name, const Field* fields, std::size_t n,
+                      Priority p) noexcept {
+    return log_fields(read_clock(), RecordKind::Event, name, fields, n, nullptr, 0, p);
+  }
+
+  // Events, and named-form predictions of shapes not remembered: names travel with the
+  // values.
+  [[gnu::noinline]] LogResult log_fields(std::uint64_t now, RecordKind kind, std::string_view name,
+                                         const Field* in, std::size_t n_in, const Field* out,
+                                         std::size_t n_out, Priority p) noexcept {
     if (closed_.load(std::memory_order_relaxed)) return reject(hot_.closed, LogResult::Closed);
     if (n_in > 255 || n_out > 255 || name.size() > 255)
       return reject(hot_.invalid, LogResult::Invalid);
@@ -325,6 +363,30 @@ class Client::Impl {
     }
     fill(pr->staging[0].bytes);
     return push(pr, p, pr->staging.get(), h.n_slots);
+  }
+
+  // Registers the shape of a named-form call as an implicit schema and remembers it in the
+  // producer's memo (see shape_memo.hpp). Returns its id, or 0 to log this call with its
+  // names. Runs at most ShapeMemo::kShapes times per thread.
+  [[gnu::cold, gnu::noinline]] std::uint16_t learn_shape(Producer& pr, const Field* in,
+                                                         std::size_t n_in, const Field* out,
+                                                         std::size_t n_out) noexcept {
+    if (!ShapeMemo::eligible(in, n_in, out, n_out)) return 0;
+    std::uint32_t id = 0;
+    try {
+      SchemaDef def;
+      for (std::size_t i = 0; i < n_in; ++i) def.inputs.emplace_back(in[i].name);
+      for (std::size_t i = 0; i < n_out; ++i) def.outputs.emplace_back(out[i].name);
+      id = schemas_.find_or_add_implicit(std::move(def));
+    } catch (...) {  // out of memory: this call keeps its names
+      return 0;
+    }
+    if (id == 0) {
+      pr.shapes.stop_learning();  // the client's implicit schemas are used up
+      return 0;
+    }
+    pr.shapes.remember(static_cast<std::uint16_t>(id), in, n_in, out, n_out);
+    return static_cast<std::uint16_t>(id);
   }
 
   // ---- The rest -----------------------------------------------------------------------
@@ -408,6 +470,13 @@ class Client::Impl {
   }
 
  private:
+  static const Value& value_of(const Value& v) noexcept { return v; }
+  static const Value& value_of(const Field& f) noexcept { return f.value; }
+
+  [[gnu::always_inline]] std::uint64_t read_clock() const noexcept {
+    return cached_clock_on_ ? cached_clock_.read() : hot_timestamp();
+  }
+
   // Rare paths live out of line, so the accepted path spans fewer cache lines.
   [[gnu::cold, gnu::noinline]] LogResult reject(std::atomic<std::uint64_t>& counter,
                                                 LogResult r) noexcept {
@@ -449,12 +518,14 @@ class Client::Impl {
 
   // What every log call reads, together on one cache line, ahead of everything else.
   std::atomic<bool> closed_{false};
+  const bool cached_clock_on_;
   const std::uint64_t id_;
   const std::size_t max_record_bytes_;
   const std::array<FullPolicy, kPriorityCount> full_policy_;
   const std::size_t max_record_slots_;
   const Options options_;
   HotPathCounters hot_;
+  CachedClock cached_clock_;  // ClockSource::Cached only; a cache line of its own
   WriterCounters writer_counters_;
   // Declaration order is destruction order reversed: the writer stops first, then the
   // journal closes, then producer tokens die, and only then the queues they point into.
@@ -480,8 +551,7 @@ Client::~Client() = default;
 
 LogResult Client::log_prediction(std::initializer_list<Field> inputs,
                                  std::initializer_list<Field> output, Priority priority) noexcept {
-  return impl_->log_fields(RecordKind::Prediction, {}, inputs.begin(), inputs.size(),
-                           output.begin(), output.size(), priority);
+  return impl_->log_named(inputs.begin(), inputs.size(), output.begin(), output.size(), priority);
 }
 
 LogResult Client::log_prediction(const Schema& schema, std::initializer_list<Value> inputs,
@@ -492,8 +562,7 @@ LogResult Client::log_prediction(const Schema& schema, std::initializer_list<Val
 
 LogResult Client::log_event(std::string_view name, std::initializer_list<Field> fields,
                             Priority priority) noexcept {
-  return impl_->log_fields(RecordKind::Event, name, fields.begin(), fields.size(), nullptr, 0,
-                           priority);
+  return impl_->log_event(name, fields.begin(), fields.size(), priority);
 }
 
 Schema Client::schema(std::initializer_list<std::string_view> inputs,

@@ -81,6 +81,8 @@ void validate_options(const Options& o) {
   require(o.max_producer_threads >= 1 && o.max_producer_threads <= 256, "max_producer_threads",
           "must be between 1 and 256 (each takes about 1 MiB of queue), got " +
               n(o.max_producer_threads));
+  require(o.clock_source == ClockSource::Precise || o.clock_source == ClockSource::Cached,
+          "clock_source", "is not a ClockSource value");
   require(o.durability == Durability::Full || o.durability == Durability::NoMetaSync ||
               o.durability == Durability::Periodic || o.durability == Durability::None,
           "durability", "is not a Durability value");

@@ -1,12 +1,13 @@
 // Hot-path timestamps and their conversion to wall-clock nanoseconds.
 //
-// The hot path reads the CPU's time-stamp counter (about 7 ns, no system call, no
-// shared memory). Only the writer thread turns ticks into Unix-epoch nanoseconds, with
-// a calibration it refreshes every second against CLOCK_REALTIME, so NTP steps and TSC
-// drift show up within a second. Where the TSC is not invariant (or not x86), the hot
-// path reads CLOCK_REALTIME itself (vDSO, ~20 ns) and the conversion is the identity.
+// ClockSource::Precise: the hot path reads the CPU's time-stamp counter (7-25 ns by the
+// machine, no system call, no shared memory). Only the writer thread turns ticks into Unix-epoch
+// nanoseconds, with a calibration it refreshes every second against CLOCK_REALTIME, so NTP steps
+// and TSC drift show up within a second. Where the TSC is not invariant (or not x86), the hot path
+// reads CLOCK_REALTIME itself (vDSO, ~20 ns) and the conversion is the identity.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <ctime>
 
@@ -35,6 +36,19 @@ inline std::uint64_t hot_timestamp() noexcept {
 #endif
   return static_cast<std::uint64_t>(realtime_ns());
 }
+
+// ClockSource::Cached: one word, on a cache line of its own, that the writer's drain
+// thread refreshes with hot_timestamp() (Writer::tick_clock says how often) and the hot
+// path loads instead of reading the clock. The load is a cache hit between refreshes;
+// after one, the first call on each core misses once. Relaxed is enough: a record needs
+// a recent time, not ordering against other memory, and one atomic's values are seen in
+// the order written, so times never go backwards within a thread.
+struct alignas(64) CachedClock {
+  std::atomic<std::uint64_t> raw{0};
+
+  void refresh() noexcept { raw.store(hot_timestamp(), std::memory_order_relaxed); }
+  std::uint64_t read() const noexcept { return raw.load(std::memory_order_relaxed); }
+};
 
 // Decides g_use_tsc (idempotent, thread-safe).
 void init_hot_clock();

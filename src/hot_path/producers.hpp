@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "hot_path/queue.hpp"
+#include "hot_path/shape_memo.hpp"
 #include "hot_path/slot.hpp"
 
 namespace flightlog::detail {
@@ -37,6 +38,7 @@ struct Producer {
   std::array<std::optional<ProducerToken>, 4> tokens;  // one per priority
   std::unique_ptr<Slot[]> staging;                     // multi-slot records are built here
   std::atomic<bool> in_use{true};
+  ShapeMemo shapes;  // named-form shapes this producer logs as implicit schemas
 };
 
 class ProducerRegistry {

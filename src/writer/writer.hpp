@@ -24,7 +24,8 @@
 // complete. An empty batch may carry a ticket alone.
 //
 // The hot path never wakes the drain thread (that would be a system call): it sleeps
-// writer_poll_interval when every queue is empty.
+// writer_poll_interval when every queue is empty. Every wait of the drain thread is
+// bounded by writer_poll_interval, so it can keep the cached clock fresh.
 #pragma once
 
 #include <chrono>
@@ -57,6 +58,9 @@ struct WriterConfig {
   std::chrono::milliseconds periodic_sync_interval{100};
   std::size_t max_queued = 0;
   std::size_t max_record_slots = 256;
+  // ClockSource::Cached: the word the drain thread refreshes (see tick_clock); nullptr
+  // for ClockSource::Precise.
+  CachedClock* cached_clock = nullptr;
 };
 
 class Writer {
@@ -136,6 +140,9 @@ class Writer {
   void commit_loop();
   // One pass over every queue into `filling_`; true if every queue was found empty.
   bool drain_pass();
+  // Drain thread: refreshes the cached clock when it is kCachedClockPeriod old, and the
+  // TSC calibration once a second.
+  void tick_clock(std::chrono::steady_clock::time_point now) noexcept;
   void drain_producer(std::size_t priority, Producer& producer, bool& stop_pass);
   void encode(const Slot* slots, std::size_t n_slots, Priority p);
   bool filling_full() const;
@@ -154,6 +161,7 @@ class Writer {
   std::unique_ptr<Slot[]> drain_buf_;
   std::chrono::steady_clock::time_point pass_start_;
   std::chrono::steady_clock::time_point last_calibration_;
+  std::chrono::steady_clock::time_point last_clock_tick_;
   Batch batches_[2];
   Batch* filling_ = &batches_[0];
 

@@ -1,0 +1,227 @@
+// Tests of two hot-path shortcuts: the named form's ShapeMemo (remembered shapes are
+// logged as implicit schemas) and ClockSource::Cached. Each must be invisible in what
+// the journal holds: the same names, values and order as the plain path, and times
+// that stay within the call's window.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "flightlog/flightlog.hpp"
+#include "hot_path/shape_memo.hpp"
+#include "support/journal_read.hpp"
+#include "support/strings.hpp"
+#include "support/temp_dir.hpp"
+#include "support/test_options.hpp"
+
+namespace fl = flightlog;
+namespace fd = flightlog::detail;
+using fl::test::cat;
+using fl::test::OwnedField;
+using fl::test::read_journal;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+// ---- ShapeMemo on its own ------------------------------------------------------------------
+
+// Two names of equal length that differ in one byte, at any position, for every length
+// the memo keeps: never taken for one another.
+TEST(ShapeMemo, NamesDifferingInAnyOneByteNeverMatch) {
+  for (std::size_t len = 1; len <= fd::ShapeMemo::kMaxNameBytes; ++len) {
+    const std::string base(len, 'a');
+    fd::ShapeMemo memo;
+    const fl::Field learned[] = {{base, 1.0}};
+    ASSERT_TRUE(fd::ShapeMemo::eligible(learned, 1, nullptr, 0));
+    memo.remember(7, learned, 1, nullptr, 0);
+    EXPECT_EQ(memo.find(learned, 1, nullptr, 0), 7) << "length " << len;
+    for (std::size_t pos = 0; pos < len; ++pos) {
+      std::string other = base;
+      other[pos] = 'b';
+      const fl::Field call[] = {{other, 1.0}};
+      EXPECT_EQ(memo.find(call, 1, nullptr, 0), 0) << "length " << len << ", byte " << pos;
+    }
+    const std::string longer = base + "a";
+    const fl::Field call[] = {{std::string_view(longer).substr(0, len - 1), 1.0}};
+    EXPECT_EQ(memo.find(call, 1, nullptr, 0), 0) << "a prefix of length " << len - 1;
+  }
+}
+
+TEST(ShapeMemo, SplitBetweenInputsAndOutputsIsPartOfTheShape) {
+  fd::ShapeMemo memo;
+  const fl::Field abc[] = {{"a", 1.0}, {"b", 2.0}, {"c", 3.0}};
+  memo.remember(1, abc, 2, abc + 2, 1);  // in {a, b}, out {c}
+  EXPECT_EQ(memo.find(abc, 2, abc + 2, 1), 1);
+  EXPECT_EQ(memo.find(abc, 1, abc + 1, 2), 0);  // in {a}, out {b, c}
+  EXPECT_EQ(memo.find(abc, 3, nullptr, 0), 0);
+  EXPECT_EQ(memo.find(abc, 2, nullptr, 0), 0);
+}
+
+TEST(ShapeMemo, LongNamesAndWideShapesAreNotKept) {
+  const std::string name17(fd::ShapeMemo::kMaxNameBytes + 1, 'n');
+  const fl::Field long_name[] = {{name17, 1.0}};
+  EXPECT_FALSE(fd::ShapeMemo::eligible(long_name, 1, nullptr, 0));
+  std::vector<fl::Field> wide;
+  for (std::size_t i = 0; i <= fd::ShapeMemo::kMaxFields; ++i) wide.emplace_back("x", 1.0);
+  EXPECT_FALSE(fd::ShapeMemo::eligible(wide.data(), wide.size(), nullptr, 0));
+  EXPECT_TRUE(fd::ShapeMemo::eligible(wide.data(), wide.size() - 1, nullptr, 0));
+}
+
+TEST(ShapeMemo, LearnsAtMostItsCapacityAndKeepsWhatItLearned) {
+  fd::ShapeMemo memo;
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < fd::ShapeMemo::kShapes; ++i)
+    names.push_back(cat("s", std::to_string(i)));
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    ASSERT_TRUE(memo.learning());
+    const fl::Field f[] = {{names[i], 0.0}};
+    memo.remember(static_cast<std::uint16_t>(100 + i), f, 1, nullptr, 0);
+  }
+  EXPECT_FALSE(memo.learning());
+  for (std::size_t i = names.size(); i-- > 0;) {  // every one, in any order
+    const fl::Field f[] = {{names[i], 0.0}};
+    EXPECT_EQ(memo.find(f, 1, nullptr, 0), 100 + i);
+  }
+}
+
+// ---- Named form through the Client ---------------------------------------------------------
+
+// More shapes than a memo holds, from several threads, with names of every length around
+// the memo's limits, values of every type, and a caller that rewrites one name buffer in
+// place between calls: the journal holds every record with exactly its names and values.
+TEST(NamedForm, EveryShapeComesBackWithItsOwnNames) {
+  fl::test::TempDir tmp;
+  const auto dir = tmp / "j";
+  constexpr int kThreads = 3;
+  constexpr int kShapes = static_cast<int>(fd::ShapeMemo::kShapes) + 5;
+  constexpr int kRounds = 40;
+  std::vector<std::vector<OwnedField>> expected_in[kThreads], expected_out[kThreads];
+  {
+    fl::Client c(fl::test::blocking_options(dir));
+    auto producer = [&](int t) {
+      char buffer[16];  // one name, rewritten before each call at the same address
+      for (int round = 0; round < kRounds; ++round) {
+        for (int s = 0; s < kShapes; ++s) {
+          // Shape s: an input named by a buffer whose bytes depend on s (lengths 1-16,
+          // differing from the other shapes' in the middle), a second input of 15-17
+          // characters, and an output whose side depends on s.
+          const std::size_t len = 1 + static_cast<std::size_t>(s) % 16;
+          std::memset(buffer, 'm', sizeof buffer);
+          buffer[len / 2] = static_cast<char>('A' + s);
+          const std::string_view first(buffer, len);
+          const std::string second = std::string(15 + s % 3, 'q');
+          const std::int64_t tag = t * 1'000'000 + round * 1000 + s;
+          fl::LogResult r;
+          if (s % 2 == 0) {
+            r = c.log_prediction({{first, tag}, {second, 0.5 * s}}, {{"p", s % 4 == 0}});
+            expected_out[t].push_back({{"p", s % 4 == 0}});
+          } else {
+            r = c.log_prediction({{first, tag}}, {{second, 0.5 * s}, {"label", "x"}});
+            expected_out[t].push_back({{second, 0.5 * s}, {"label", "x"}});
+          }
+          ASSERT_EQ(r, fl::LogResult::Ok);
+          if (s % 2 == 0) {
+            expected_in[t].push_back({{std::string(first), tag}, {second, 0.5 * s}});
+          } else {
+            expected_in[t].push_back({{std::string(first), tag}});
+          }
+        }
+      }
+    };
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) threads.emplace_back(producer, t);
+    for (auto& th : threads) th.join();
+    c.flush();
+  }
+
+  const auto recs = read_journal(dir);
+  ASSERT_EQ(recs.size(), static_cast<std::size_t>(kThreads * kShapes * kRounds));
+  // Within a thread, records keep their order; the first input's value says whose.
+  std::size_t next[kThreads] = {};
+  for (const auto& r : recs) {
+    ASSERT_EQ(r.error, "");
+    ASSERT_FALSE(r.inputs.empty());
+    ASSERT_EQ(r.inputs[0].type, fl::Value::Type::Int);
+    const auto t = static_cast<std::size_t>(r.inputs[0].i / 1'000'000);
+    ASSERT_LT(t, static_cast<std::size_t>(kThreads));
+    const std::size_t k = next[t]++;
+    ASSERT_LT(k, expected_in[t].size());
+    SCOPED_TRACE(cat("thread ", std::to_string(t), ", record ", std::to_string(k)));
+    EXPECT_EQ(r.inputs, expected_in[t][k]);
+    EXPECT_EQ(r.outputs, expected_out[t][k]);
+  }
+}
+
+// ---- ClockSource::Cached -------------------------------------------------------------------
+
+// Times come from the writer's clock word: each lies between the client's start and
+// the flush after it, never goes backwards within a thread, and moves on when time
+// passes between calls.
+TEST(CachedClock, TimesStayInTheCallWindowAndMoveOn) {
+  fl::test::TempDir tmp;
+  const auto dir = tmp / "j";
+  auto o = fl::test::blocking_options(dir);
+  o.clock_source = fl::ClockSource::Cached;
+  const std::int64_t start = now_ns();
+  std::int64_t mid_before = 0, mid_after = 0;
+  {
+    fl::Client c(o);
+    auto s = c.schema({"i"}, {"y"});
+    for (int i = 0; i < 1000; ++i) ASSERT_EQ(c.log_prediction(s, {i}, {1.0}), fl::LogResult::Ok);
+    std::this_thread::sleep_for(200ms);  // the writer refreshes the word meanwhile
+    mid_before = now_ns();
+    ASSERT_EQ(c.log_prediction(s, {1000}, {1.0}), fl::LogResult::Ok);
+    mid_after = now_ns();
+    c.flush();
+  }
+  const std::int64_t end = now_ns();
+
+  const auto recs = read_journal(dir);
+  ASSERT_EQ(recs.size(), 1001u);
+  std::int64_t prev = 0;
+  for (const auto& r : recs) {
+    ASSERT_EQ(r.error, "");
+    EXPECT_GE(r.ts_ns, start - 50'000'000);  // the TSC-to-wall conversion's own error
+    EXPECT_LE(r.ts_ns, end + 50'000'000);
+    EXPECT_GE(r.ts_ns, prev) << "seq " << r.seq;
+    prev = r.ts_ns;
+  }
+  // The record logged after the pause carries a time from after the pause began, not
+  // the word of the burst before it, and not one from the future.
+  EXPECT_GT(recs.back().ts_ns, recs.front().ts_ns + 100'000'000);
+  EXPECT_LE(recs.back().ts_ns, mid_after + 50'000'000);
+  EXPECT_GE(recs.back().ts_ns, mid_before - 200'000'000);
+}
+
+TEST(CachedClock, NamedFormAndEventsUseItToo) {
+  fl::test::TempDir tmp;
+  const auto dir = tmp / "j";
+  auto o = fl::test::blocking_options(dir);
+  o.clock_source = fl::ClockSource::Cached;
+  const std::int64_t start = now_ns();
+  {
+    fl::Client c(o);
+    ASSERT_EQ(c.log_prediction({{"a", 1.0}}, {{"b", 2.0}}), fl::LogResult::Ok);
+    ASSERT_EQ(c.log_event("reloaded", {{"v", 3}}), fl::LogResult::Ok);
+    c.flush();
+  }
+  const std::int64_t end = now_ns();
+  const auto recs = read_journal(dir);
+  ASSERT_EQ(recs.size(), 2u);
+  for (const auto& r : recs) {
+    EXPECT_GE(r.ts_ns, start - 50'000'000);
+    EXPECT_LE(r.ts_ns, end + 50'000'000);
+  }
+}
