@@ -18,6 +18,7 @@ packages=(
   libspdlog-dev libsqlite3-dev  # benchmark peers only
   clickhouse-server clickhouse-client openssl  # real ClickHouse receiver (integration test)
   clang-format
+  clang libclang-rt-14-dev    # fuzz/: libFuzzer targets built with clang (CI runs them)
   gnuplot-nox                 # flightlog-demo's plots (the demo runs without it)
 )
 

@@ -1,18 +1,45 @@
 #!/usr/bin/env bash
 # Builds flightlog and runs every test. The README's test command.
-#   scripts/test.sh            release build + ctest
-#   scripts/test.sh asan tsan  also the sanitizer builds (CI runs all three)
+#   scripts/test.sh            release build + every test + the examples against the
+#                              installed package
+#   scripts/test.sh asan tsan  the same, then the whole suite again under ASan+UBSan and
+#                              under ThreadSanitizer (CI, .ci/run, runs all three)
+# A preset's build goes to build/<preset>. Any test failure, and any sanitizer report
+# (each one ends its process with an error: see the test presets in CMakePresets.json),
+# fails the run. Prints the wall time of each build and each suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 presets=(release "$@")
+for preset in "$@"; do
+  case "$preset" in
+    asan | tsan | debug) ;;
+    *)
+      echo "scripts/test.sh: unknown preset '$preset' (release always runs; add asan, tsan or debug)" >&2
+      exit 1
+      ;;
+  esac
+done
+# Two tests at a time: most tests wait on timers, sockets or device flushes rather than
+# the CPU, and the suites' timeouts leave room for a loaded machine.
+jobs=${FLIGHTLOG_TEST_JOBS:-2}
+times=()
 for preset in "${presets[@]}"; do
-  echo "=== build + test: $preset ==="
+  echo "=== build: $preset ==="
+  start=$SECONDS
   cmake --preset "$preset" >/dev/null
   cmake --build --preset "$preset"
-  ctest --preset "$preset" --timeout 600
+  times+=("build $preset: $((SECONDS - start)) s")
+  echo "=== test: $preset ==="
+  start=$SECONDS
+  ctest --preset "$preset" --timeout 600 -j "$jobs"
+  times+=("tests $preset: $((SECONDS - start)) s")
   if [ "$preset" = release ]; then
     echo "=== examples against the installed package ==="
+    start=$SECONDS
     bash scripts/check-install.sh
+    times+=("examples: $((SECONDS - start)) s")
   fi
 done
+echo "=== all passed ==="
+printf '  %s\n' "${times[@]}"

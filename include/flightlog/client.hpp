@@ -110,7 +110,11 @@ class Client {
   // A thread's first call allocates its producer; later calls only copy values into a
   // preallocated queue slot. A record is *acknowledged* once committed: flush().
 
-  // Named form: names and values are copied per call.
+  // Named form. The names are compared with the shapes this thread logged before (at
+  // most 8 remembered, each of at most 8 fields with names of at most 16 bytes); a
+  // remembered shape is logged like a Schema, values only. The first call of a new
+  // shape registers it (a lock and an allocation, at most 8 times per thread); other
+  // shapes copy their names into the record. The journal holds the same either way.
   LogResult log_prediction(std::initializer_list<Field> inputs, std::initializer_list<Field> output,
                            Priority priority = Priority::Normal) noexcept;
 

@@ -73,8 +73,10 @@ class Value {
 };
 
 // A named value, for the named form of log_prediction() and for log_event().
-// Names are copied per call (at most 255 bytes each); for hot loops prefer a Schema,
-// which registers the names once.
+// Names are at most 255 bytes each. The named form of log_prediction() remembers the
+// first 8 shapes (field names in order, at most 8 fields of at most 16-byte names) each
+// thread logs and sends only their values, like a Schema; other shapes and events copy
+// their names into every record. A Schema makes the cost explicit and needs no memo.
 struct Field {
   std::string_view name;
   Value value;

@@ -21,7 +21,8 @@ std::int64_t monotonic_raw_ns() noexcept {
 bool tsc_is_invariant() noexcept {
 #if FLIGHTLOG_HAVE_TSC
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (__get_cpuid_max(0x80000000, nullptr) < 0x80000007) return false;
+  // The cast: gcc's cpuid.h returns unsigned, clang's int.
+  if (static_cast<unsigned>(__get_cpuid_max(0x80000000, nullptr)) < 0x80000007u) return false;
   __cpuid(0x80000007, eax, ebx, ecx, edx);
   return (edx & (1u << 8)) != 0;
 #else
