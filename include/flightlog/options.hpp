@@ -55,9 +55,9 @@ enum class ClockSource : std::uint8_t {
   // A clock word the writer thread refreshes as it runs (every 50 us while records flow,
   // at least every `writer_poll_interval` when idle) and the hot path merely loads:
   // about 1 ns. A record's time may lag its call by up to `writer_poll_interval`
-  // (1 ms by default), longer if the writer thread is descheduled; times never go
-  // backwards within a thread. For callers who log millions of events a second and
-  // need their order (the sequence keeps it), not their microsecond.
+  // (1 ms by default), longer if the writer thread is descheduled. For callers who log
+  // millions of records a second and need their order (the sequence keeps it), not
+  // their microsecond.
   Cached,
 };
 

@@ -6,6 +6,7 @@
 #include <bit>
 #include <cstring>
 #include <thread>
+#include <type_traits>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -219,19 +220,22 @@ class Client::Impl {
     if (schema_owner != id_ || in.size() != want_in || out.size() != want_out) {
       return reject(hot_.invalid, LogResult::Invalid);
     }
-    Producer* pr = producers_.local();
-    if (pr == nullptr) return reject(hot_.invalid, LogResult::Invalid);
     return log_schema_form(now, static_cast<std::uint16_t>(schema_id), in.begin(), in.size(),
-                           out.begin(), out.size(), p, pr);
+                           out.begin(), out.size(), p, nullptr, 0);
   }
 
-  // Builds and enqueues a schema-form record: tags and values, no names. `In` and `Out`
-  // are Value or Field (whose names the schema `schema_id` already holds).
+  // Builds and enqueues a schema-form record: tags and values, no names.
+  // - From the schema form: `In` and `Out` are Value; `pr` is nullptr (looked up here,
+  //   after the checks, as every form does) and `names_bytes` 0.
+  // - From a remembered named-form shape: they are Field (their names are in the schema
+  //   `schema_id`); `pr` is the caller's producer; `names_bytes` is what the names would
+  //   take, so max_record_bytes judges the record as the named form it was logged in.
   template <typename In, typename Out>
   [[gnu::always_inline]] LogResult log_schema_form(std::uint64_t now, std::uint16_t schema_id,
                                                    const In* in, std::size_t n_in, const Out* out,
-                                                   std::size_t n_out, Priority p,
-                                                   Producer* pr) noexcept {
+                                                   std::size_t n_out, Priority p, Producer* pr,
+                                                   std::size_t names_bytes) noexcept {
+    constexpr bool kNamed = std::is_same_v<In, Field>;
     const std::size_t n = n_in + n_out;
     // Fast path: up to 5 doubles or integers (the W1 shape) fill one slot, 16 + 8 + 8n
     // <= 64 bytes. Tags and payloads are gathered into registers (five named words, not
@@ -255,6 +259,12 @@ class Client::Impl {
       take(3, w3);
       take(4, w4);
       if (simple) {
+        if (kNamed && kSlotHeaderBytes + names_bytes + 8 * n > max_record_bytes_) {
+          return reject(hot_.too_large, LogResult::TooLarge);
+        }
+        if (pr == nullptr && (pr = producers_.local()) == nullptr) {
+          return reject(hot_.invalid, LogResult::Invalid);
+        }
         const std::uint64_t head = header_word1(
             SlotHeader{now, schema_id, 1, RecordKind::Prediction, static_cast<std::uint8_t>(n_in),
                        static_cast<std::uint8_t>(n_out), 0});
@@ -272,7 +282,21 @@ class Client::Impl {
     std::size_t bytes = kSlotHeaderBytes + schema_tag_bytes(n);
     for (std::size_t i = 0; i < n_in; ++i) bytes += encoded_size(value_of(in[i]));
     for (std::size_t i = 0; i < n_out; ++i) bytes += encoded_size(value_of(out[i]));
-    if (bytes > max_record_bytes_) return reject(hot_.too_large, LogResult::TooLarge);
+    if constexpr (kNamed) {
+      if (bytes - schema_tag_bytes(n) + names_bytes > max_record_bytes_) {
+        return reject(hot_.too_large, LogResult::TooLarge);
+      }
+      // Short names can take less room than the schema form's padded tags: a record just
+      // under the limit as named fields may not fit max_record_slots in the schema form.
+      if (bytes > max_record_bytes_) {
+        return log_fields(now, RecordKind::Prediction, {}, in, n_in, out, n_out, p, pr);
+      }
+    } else if (bytes > max_record_bytes_) {
+      return reject(hot_.too_large, LogResult::TooLarge);
+    }
+    if (pr == nullptr && (pr = producers_.local()) == nullptr) {
+      return reject(hot_.invalid, LogResult::Invalid);
+    }
 
     const SlotHeader h{now,
                        schema_id,
@@ -313,23 +337,28 @@ class Client::Impl {
     if (closed_.load(std::memory_order_relaxed)) return reject(hot_.closed, LogResult::Closed);
     Producer* pr = producers_.local();
     if (pr != nullptr) {
-      std::uint16_t shape = pr->shapes.find(in, n_in, out, n_out);
-      if (shape == 0 && pr->shapes.learning()) shape = learn_shape(*pr, in, n_in, out, n_out);
-      if (shape != 0) return log_schema_form(now, shape, in, n_in, out, n_out, p, pr);
+      ShapeMemo::Hit shape = pr->shapes.find(in, n_in, out, n_out);
+      if (shape.schema_id == 0 && pr->shapes.learning()) {
+        shape = learn_shape(*pr, in, n_in, out, n_out);
+      }
+      if (shape.schema_id != 0) {
+        return log_schema_form(now, shape.schema_id, in, n_in, out, n_out, p, pr,
+                               shape.names_bytes);
+      }
     }
-    return log_fields(now, RecordKind::Prediction, {}, in, n_in, out, n_out, p);
+    return log_fields(now, RecordKind::Prediction, {}, in, n_in, out, n_out, p, pr);
   }
 
   LogResult log_event(std::string_view name, const Field* fields, std::size_t n,
                       Priority p) noexcept {
-    return log_fields(read_clock(), RecordKind::Event, name, fields, n, nullptr, 0, p);
+    return log_fields(read_clock(), RecordKind::Event, name, fields, n, nullptr, 0, p, nullptr);
   }
 
   // Events, and named-form predictions of shapes not remembered: names travel with the
-  // values.
+  // values. `pr`: the caller's producer if it has one, else nullptr (looked up here).
   [[gnu::noinline]] LogResult log_fields(std::uint64_t now, RecordKind kind, std::string_view name,
                                          const Field* in, std::size_t n_in, const Field* out,
-                                         std::size_t n_out, Priority p) noexcept {
+                                         std::size_t n_out, Priority p, Producer* pr) noexcept {
     if (closed_.load(std::memory_order_relaxed)) return reject(hot_.closed, LogResult::Closed);
     if (n_in > 255 || n_out > 255 || name.size() > 255)
       return reject(hot_.invalid, LogResult::Invalid);
@@ -338,8 +367,9 @@ class Client::Impl {
     for (std::size_t i = 0; i < n_out; ++i) bytes += field_size(out[i]);
     if (bytes >= SIZE_MAX / 8) return reject(hot_.invalid, LogResult::Invalid);  // name > 255
     if (bytes > max_record_bytes_) return reject(hot_.too_large, LogResult::TooLarge);
-    Producer* pr = producers_.local();
-    if (pr == nullptr) return reject(hot_.invalid, LogResult::Invalid);
+    if (pr == nullptr && (pr = producers_.local()) == nullptr) {
+      return reject(hot_.invalid, LogResult::Invalid);
+    }
 
     const SlotHeader h{now,
                        0,
@@ -366,12 +396,12 @@ class Client::Impl {
   }
 
   // Registers the shape of a named-form call as an implicit schema and remembers it in the
-  // producer's memo (see shape_memo.hpp). Returns its id, or 0 to log this call with its
-  // names. Runs at most ShapeMemo::kShapes times per thread.
-  [[gnu::cold, gnu::noinline]] std::uint16_t learn_shape(Producer& pr, const Field* in,
-                                                         std::size_t n_in, const Field* out,
-                                                         std::size_t n_out) noexcept {
-    if (!ShapeMemo::eligible(in, n_in, out, n_out)) return 0;
+  // producer's memo (see shape_memo.hpp). Returns the hit, or an empty one to log this call with
+  // its names. Runs at most ShapeMemo::kShapes times per thread.
+  [[gnu::cold, gnu::noinline]] ShapeMemo::Hit learn_shape(Producer& pr, const Field* in,
+                                                          std::size_t n_in, const Field* out,
+                                                          std::size_t n_out) noexcept {
+    if (!ShapeMemo::eligible(in, n_in, out, n_out)) return {};
     std::uint32_t id = 0;
     try {
       SchemaDef def;
@@ -379,14 +409,13 @@ class Client::Impl {
       for (std::size_t i = 0; i < n_out; ++i) def.outputs.emplace_back(out[i].name);
       id = schemas_.find_or_add_implicit(std::move(def));
     } catch (...) {  // out of memory: this call keeps its names
-      return 0;
+      return {};
     }
     if (id == 0) {
       pr.shapes.stop_learning();  // the client's implicit schemas are used up
-      return 0;
+      return {};
     }
-    pr.shapes.remember(static_cast<std::uint16_t>(id), in, n_in, out, n_out);
-    return static_cast<std::uint16_t>(id);
+    return pr.shapes.remember(static_cast<std::uint16_t>(id), in, n_in, out, n_out);
   }
 
   // ---- The rest -----------------------------------------------------------------------
@@ -409,7 +438,11 @@ class Client::Impl {
       }
     }
     const std::uint32_t id = schemas_.add(std::move(def));
-    if (id == 0) throw Error("schema: this client already has 65535 schemas");
+    if (id == 0) {
+      throw Error(
+          "schema: the client's schema table is full (65535 ids, which include up to 1024 "
+          "implicit ones for named-form shapes)");
+    }
     return id;
   }
 

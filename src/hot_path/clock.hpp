@@ -42,7 +42,8 @@ inline std::uint64_t hot_timestamp() noexcept {
 // path loads instead of reading the clock. The load is a cache hit between refreshes;
 // after one, the first call on each core misses once. Relaxed is enough: a record needs
 // a recent time, not ordering against other memory, and one atomic's values are seen in
-// the order written, so times never go backwards within a thread.
+// the order written, so the raw times a thread reads never go backwards (the converted
+// times may step back by the once-a-second re-anchoring's correction, as with the TSC).
 struct alignas(64) CachedClock {
   std::atomic<std::uint64_t> raw{0};
 

@@ -76,6 +76,7 @@ Producer* ProducerRegistry::local_slow() noexcept {
         bool expected = false;
         if (p->in_use.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
           found = p.get();
+          found->shapes = ShapeMemo{};  // the new thread learns its own shapes
           break;
         }
       }

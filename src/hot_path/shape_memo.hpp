@@ -40,19 +40,25 @@ class ShapeMemo {
   static constexpr std::size_t kMaxFields = 8;
   static constexpr std::size_t kMaxNameBytes = 16;
 
-  // The schema id of the remembered shape these fields have, or 0. Tries the shape that
-  // matched last first: a loop logs one shape over and over.
-  std::uint16_t find(const Field* in, std::size_t n_in, const Field* out,
-                     std::size_t n_out) noexcept {
-    if (count_ == 0) return 0;
-    if (matches(shapes_[last_hit_], in, n_in, out, n_out)) return shapes_[last_hit_].schema_id;
+  struct Hit {
+    std::uint16_t schema_id = 0;  // 0: not remembered
+    // Bytes the names take in the named form (2 + length each): log_named judges
+    // max_record_bytes by the named form, whichever form the record travels in.
+    std::uint16_t names_bytes = 0;
+  };
+
+  // The remembered shape these fields have, if any. Tries the shape that matched last
+  // first: a loop logs one shape over and over.
+  Hit find(const Field* in, std::size_t n_in, const Field* out, std::size_t n_out) noexcept {
+    if (count_ == 0) return {};
+    if (matches(shapes_[last_hit_], in, n_in, out, n_out)) return hit(shapes_[last_hit_]);
     for (std::uint8_t i = 0; i < count_; ++i) {
       if (i != last_hit_ && matches(shapes_[i], in, n_in, out, n_out)) {
         last_hit_ = i;
-        return shapes_[i].schema_id;
+        return hit(shapes_[i]);
       }
     }
-    return 0;
+    return {};
   }
 
   // True while the memo may still learn a shape.
@@ -74,19 +80,23 @@ class ShapeMemo {
 
   // Remembers the shape of these fields as `schema_id`. Requires learning() and
   // eligible().
-  void remember(std::uint16_t schema_id, const Field* in, std::size_t n_in, const Field* out,
-                std::size_t n_out) noexcept {
+  Hit remember(std::uint16_t schema_id, const Field* in, std::size_t n_in, const Field* out,
+               std::size_t n_out) noexcept {
+    if (count_ >= kShapes) return {};  // defensive: callers check learning()
     Shape& s = shapes_[count_];
     s.schema_id = schema_id;
     s.n_in = static_cast<std::uint8_t>(n_in);
     s.n_out = static_cast<std::uint8_t>(n_out);
+    s.names_bytes = 0;
     for (std::size_t i = 0; i < n_in + n_out; ++i) {
       const std::string_view name = i < n_in ? in[i].name : out[i - n_in].name;
       s.len[i] = static_cast<std::uint8_t>(name.size());
       s.key[i] = key_of(name);
+      s.names_bytes = static_cast<std::uint16_t>(s.names_bytes + 2 + name.size());
     }
     last_hit_ = count_;
     ++count_;
+    return hit(s);
   }
 
  private:
@@ -99,9 +109,12 @@ class ShapeMemo {
     std::uint16_t schema_id = 0;
     std::uint8_t n_in = 0;
     std::uint8_t n_out = 0;
+    std::uint16_t names_bytes = 0;
     std::array<std::uint8_t, kMaxFields> len{};
     std::array<Key, kMaxFields> key{};
   };
+
+  static Hit hit(const Shape& s) noexcept { return {s.schema_id, s.names_bytes}; }
 
   // Exact for names of at most kMaxNameBytes, given that the lengths are equal.
   static Key key_of(std::string_view name) noexcept {

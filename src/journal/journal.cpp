@@ -288,7 +288,7 @@ void Journal::load_meta(bool create) {
   if (!read_only_) refresh_counts();
 }
 
-void Journal::store_counts(MDB_txn* txn) {
+JournalCounts Journal::count_in(MDB_txn* txn) const {
   JournalCounts c;
   for (std::size_t i = 0; i < kRecordSets; ++i) {
     MDB_stat st{};
@@ -303,6 +303,10 @@ void Journal::store_counts(MDB_txn* txn) {
   mdb_env_stat(env_, &est);
   c.map_bytes = info.me_mapsize;
   c.used_bytes = (info.me_last_pgno + 1) * est.ms_psize;
+  return c;
+}
+
+void Journal::publish_counts(const JournalCounts& c) {
   std::lock_guard lock(counts_mu_);
   counts_ = c;
 }
@@ -483,17 +487,15 @@ CommitOutcome Journal::commit_whole(std::span<const std::byte> arena,
     if (rc == 0 && over_record_budget(txn.get())) rc = MDB_MAP_FULL;
     if (rc == 0) {
       const std::uint64_t old_next = next_seq_;
-      next_seq_ = seq;  // store_counts reads it; restored below if the commit fails
-      store_counts(txn.get());
+      next_seq_ = seq;  // count_in reads it; restored below if the commit fails
+      JournalCounts after = count_in(txn.get());
       if (evicted != std::array<std::size_t, 4>{}) crash_point(CrashPoint::Eviction);
       crash_point(CrashPoint::Commit);
       rc = txn.commit();
       if (rc == 0) {
         for (std::size_t p = 0; p < 4; ++p) evicted_[p] += evicted[p];
-        {
-          std::lock_guard lock(counts_mu_);
-          counts_.evicted = evicted_;
-        }
+        after.evicted = evicted_;
+        publish_counts(after);
         out.committed = records.size();
         out.evicted = evicted;
         return out;
@@ -567,10 +569,15 @@ std::size_t Journal::cleanup_before(std::int64_t cutoff_ns) {
         MDB_val ck = key_of("cleaned_up"), cv = val_of(&total, sizeof total);
         rc = mdb_put(txn.get(), meta_dbi_, &ck, &cv, 0);
         if (rc == 0) {
-          store_counts(txn.get());
+          JournalCounts after = count_in(txn.get());
           crash_point(CrashPoint::Cleanup);
           rc = txn.commit();
-          if (rc != 0) refresh_counts();
+          if (rc == 0) {
+            after.cleaned_up = total;
+            publish_counts(after);
+          } else {
+            refresh_counts();
+          }
         }
       }
       if (rc == MDB_MAP_FULL && per_txn > 1) {
@@ -583,10 +590,6 @@ std::size_t Journal::cleanup_before(std::int64_t cutoff_ns) {
       resume = next_resume;
       if (deleted > 0) {
         cleaned_up_ = total;
-        {
-          std::lock_guard lock(counts_mu_);
-          counts_.cleaned_up = cleaned_up_;
-        }
         removed += deleted;
       }
     }
@@ -601,9 +604,12 @@ int Journal::write_txn(const std::function<int(MDB_txn*)>& body) {
     if (rc != 0) return rc;
     rc = body(txn.get());
     if (rc == 0) {
-      store_counts(txn.get());
+      const JournalCounts after = count_in(txn.get());
       rc = txn.commit();
-      if (rc == 0) return 0;
+      if (rc == 0) {
+        publish_counts(after);
+        return 0;
+      }
       refresh_counts();
     }
     txn.abort();

@@ -165,7 +165,11 @@ class Journal {
   // become reusable. Returns an LMDB code.
   int touch_meta();
   bool begin_read(MDB_txn** txn) const;
-  void store_counts(MDB_txn* txn);
+  // The counts as `txn` sees them. A write transaction's counts are published only
+  // after it commits, so the status never runs ahead of what readers can see.
+  JournalCounts count_in(MDB_txn* txn) const;
+  void publish_counts(const JournalCounts& c);
+  void store_counts(MDB_txn* txn) { publish_counts(count_in(txn)); }
   // Runs `body` in a write transaction and commits it, growing the map and retrying on
   // MDB_MAP_FULL. `body` returns an LMDB code (0 = commit). Returns the final code.
   int write_txn(const std::function<int(MDB_txn*)>& body);

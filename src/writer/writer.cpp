@@ -8,6 +8,11 @@ namespace flightlog::detail {
 
 namespace {
 
+// How often the drain thread refreshes a cached clock while it runs. 50 us: fine enough
+// for any record's time, rare enough that producers' cores seldom miss on the clock's
+// cache line while records flow.
+constexpr std::chrono::microseconds kCachedClockPeriod{50};
+
 constexpr std::size_t kDrainChunkSlots = 1024;
 // A batch also closes at this many encoded bytes (bounds the arena and the txn).
 constexpr std::size_t kMaxBatchBytes = std::size_t{64} << 20;
@@ -133,9 +138,14 @@ void Writer::drain_loop() {
     if (stopping && drained && !has_work()) break;
     if (has_work() && filling_full()) {
       // The commit thread is busy and this batch is full: wait for the commit (a device
-      // flush may take tens of ms), waking each poll interval to tick the clock. The
-      // queues absorb what arrives meanwhile.
-      drain_wake_.wait_for(lock, config_.poll_interval, [&] { return ready_ == nullptr; });
+      // flush may take tens of ms). The queues absorb what arrives meanwhile. With a
+      // cached clock, wake every poll interval (at least its 50 us period) to tick it.
+      const auto free = [&] { return ready_ == nullptr; };
+      if (config_.cached_clock != nullptr) {
+        drain_wake_.wait_for(lock, std::max(config_.poll_interval, kCachedClockPeriod), free);
+      } else {
+        drain_wake_.wait(lock, free);
+      }
       continue;
     }
     if (drained) {
@@ -155,9 +165,6 @@ void Writer::drain_loop() {
 }
 
 void Writer::tick_clock(std::chrono::steady_clock::time_point now) noexcept {
-  // 50 us: fine enough for any record's time, rare enough that producers' cores seldom
-  // miss on the clock's cache line while records flow.
-  constexpr auto kCachedClockPeriod = std::chrono::microseconds(50);
   if (config_.cached_clock != nullptr && now - last_clock_tick_ >= kCachedClockPeriod) {
     config_.cached_clock->refresh();
     last_clock_tick_ = now;

@@ -24,8 +24,8 @@
 // complete. An empty batch may carry a ticket alone.
 //
 // The hot path never wakes the drain thread (that would be a system call): it sleeps
-// writer_poll_interval when every queue is empty. Every wait of the drain thread is
-// bounded by writer_poll_interval, so it can keep the cached clock fresh.
+// writer_poll_interval when every queue is empty. With ClockSource::Cached, every wait
+// of the drain thread is bounded by writer_poll_interval, so it keeps the clock fresh.
 #pragma once
 
 #include <chrono>
