@@ -533,7 +533,7 @@ struct Config {
   std::string name;  // "receiver", "receiver-gzip", "clickhouse", "clickhouse-gzip"
   Target target = Target::Receiver;
   bool gzip = false;
-  std::size_t batch = 5000;
+  std::size_t batch = 20000;
 };
 
 struct RunResult {
