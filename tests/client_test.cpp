@@ -2,7 +2,10 @@
 // and counts, the status, and that what is logged comes back exactly (through the
 // journal and through flightlog-dump's JSON).
 #include <gtest/gtest.h>
+#include <lmdb.h>
 #include <simdjson.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cmath>
@@ -541,6 +544,59 @@ TEST(Status, FlushWaitsForEverythingLoggedBefore) {
   }
   // A flush with nothing to do returns too.
   EXPECT_TRUE(c.flush_for(10s));
+}
+
+// Records the writer has drained into a batch but cannot commit yet are still counted:
+// another process holds the journal's LMDB write lock, so the commit waits for it.
+TEST(Status, RecordsWaitingInTheWritersBatchAreCounted) {
+  fl::test::TempDir tmp;
+  const auto dir = tmp / "j";
+  { fl::Client create(fl::test::test_options(dir)); }
+  int to_child[2], to_parent[2];
+  ASSERT_EQ(pipe(to_child), 0);
+  ASSERT_EQ(pipe(to_parent), 0);
+  const pid_t child = fork();  // before the Client below starts its threads
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    char b = 0;
+    if (read(to_child[0], &b, 1) != 1) _exit(2);  // the parent's Client is open
+    MDB_env* env = nullptr;
+    MDB_txn* txn = nullptr;
+    if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 16) != 0 ||
+        mdb_env_open(env, dir.c_str(), 0, 0600) != 0 || mdb_txn_begin(env, nullptr, 0, &txn) != 0) {
+      _exit(3);
+    }
+    if (write(to_parent[1], "L", 1) != 1) _exit(4);  // holding the write lock
+    if (read(to_child[0], &b, 1) != 1) _exit(5);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    _exit(0);
+  }
+  {
+    fl::Client c(fl::test::test_options(dir));
+    char b = 0;
+    ASSERT_EQ(write(to_child[1], "G", 1), 1);
+    ASSERT_EQ(read(to_parent[0], &b, 1), 1);
+    for (int i = 0; i < 100; ++i) {
+      ASSERT_EQ(c.log_event("e", {{"i", i}}), fl::LogResult::Ok);
+    }
+    // The writer drains the queues within a poll interval or two, then waits on the lock.
+    std::this_thread::sleep_for(300ms);
+    auto st = c.get_offline_status();
+    EXPECT_EQ(st.committed_total, 0u);
+    EXPECT_EQ(st.in_memory, 100u);
+    EXPECT_EQ(st.queue_size, 100u);
+    ASSERT_EQ(write(to_child[1], "R", 1), 1);  // release the lock
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+    ASSERT_TRUE(c.flush_for(10s));
+    st = c.get_offline_status();
+    EXPECT_EQ(st.committed_total, 100u);
+    EXPECT_EQ(st.in_memory, 0u);
+    EXPECT_EQ(st.queue_size, 100u);
+  }
+  for (int fd : {to_child[0], to_child[1], to_parent[0], to_parent[1]}) close(fd);
 }
 
 TEST(Status, DestructorCommitsWithoutFlush) {

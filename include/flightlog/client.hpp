@@ -67,7 +67,8 @@ struct OfflineStatus {
   // Records waiting to be synced: committed in the journal plus still in memory.
   std::size_t queue_size = 0;
   std::array<std::size_t, kPriorityCount> queue_size_by_priority{};  // journal only
-  std::size_t in_memory = 0;     // accepted, not yet committed (approximate)
+  std::size_t in_memory = 0;     // accepted, not yet committed: in the queues (counted in
+                                 // 64-byte slots, approximate) or in the writer's batches
   std::size_t failed_count = 0;  // records in the journal's failed set
   std::optional<std::chrono::system_clock::time_point> last_sync_time;  // last upload
   std::uint64_t synced_total = 0;                                       // uploaded since start

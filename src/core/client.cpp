@@ -459,6 +459,7 @@ class Client::Impl {
       s.in_memory += queues_[p].size_approx();  // slots; most records take one
       s.dropped.queue_full[p] = hot_.queue_full[p].load(std::memory_order_relaxed);
     }
+    s.in_memory += writer_counters_.in_batches.load(std::memory_order_relaxed);
     s.queue_size += s.in_memory;
     s.failed_count = c.entries[static_cast<std::size_t>(RecordSet::Failed)];
     s.committed_total = writer_counters_.committed.load(std::memory_order_relaxed);

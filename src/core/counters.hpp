@@ -22,6 +22,10 @@ struct alignas(64) WriterCounters {
   std::atomic<std::uint64_t> journal_full{0};
   std::atomic<std::uint64_t> journal_error{0};
   std::atomic<std::uint64_t> malformed{0};  // in-memory records the writer could not read
+  // Records drained from the queues into a batch and not yet committed (or dropped):
+  // up to two batches' worth. Lowered after the journal published the commit's counts,
+  // so the status may count a record twice for an instant, never zero times.
+  std::atomic<std::uint64_t> in_batches{0};
 };
 
 inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {

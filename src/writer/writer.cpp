@@ -304,6 +304,7 @@ void Writer::encode(const Slot* slots, std::size_t n_slots, Priority p) {
   const std::size_t offset = enc.finish();
   filling_->records.push_back(PendingRecord{p, static_cast<std::uint32_t>(offset),
                                             static_cast<std::uint32_t>(arena.size() - offset)});
+  bump(counters_.in_batches);
 }
 
 // ---- Commit thread -----------------------------------------------------------------------
@@ -363,6 +364,8 @@ void Writer::commit(Batch& batch) {
   bump(counters_.committed, out.committed);
   bump(counters_.journal_full, out.dropped_journal_full);
   bump(counters_.journal_error, out.dropped_error);
+  // Every record of the batch is now committed or counted as dropped.
+  counters_.in_batches.fetch_sub(batch.records.size(), std::memory_order_relaxed);
 }
 
 void Writer::run_commands() {
