@@ -21,6 +21,7 @@
 
 #include "flightlog/flightlog.hpp"
 #include "format/record.hpp"
+#include "support/checks.hpp"
 #include "support/journal_read.hpp"
 #include "support/process.hpp"
 #include "support/strings.hpp"
@@ -31,6 +32,7 @@ namespace fl = flightlog;
 namespace fd = flightlog::detail;
 using fl::test::cat;
 using fl::test::contains;
+using fl::test::now_ns;
 using fl::test::OwnedField;
 using fl::test::OwnedRecord;
 using fl::test::read_journal;
@@ -39,12 +41,6 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr const char* kApiKey = "fl-secret-7c1e0b5a9d2f4e6a8b3c";
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 

@@ -13,6 +13,7 @@
 
 #include "flightlog/flightlog.hpp"
 #include "hot_path/shape_memo.hpp"
+#include "support/checks.hpp"
 #include "support/journal_read.hpp"
 #include "support/strings.hpp"
 #include "support/temp_dir.hpp"
@@ -21,19 +22,10 @@
 namespace fl = flightlog;
 namespace fd = flightlog::detail;
 using fl::test::cat;
+using fl::test::now_ns;
 using fl::test::OwnedField;
 using fl::test::read_journal;
 using namespace std::chrono_literals;
-
-namespace {
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
 
 // ---- ShapeMemo on its own ------------------------------------------------------------------
 

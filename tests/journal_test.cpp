@@ -22,6 +22,7 @@
 #include "flightlog/flightlog.hpp"
 #include "format/record.hpp"
 #include "journal/journal.hpp"
+#include "support/checks.hpp"
 #include "support/journal_read.hpp"
 #include "support/process.hpp"
 #include "support/strings.hpp"
@@ -32,32 +33,14 @@ namespace fl = flightlog;
 namespace fd = flightlog::detail;
 using fl::test::cat;
 using fl::test::contains;
+using fl::test::error_of;
+using fl::test::mode_of;
+using fl::test::now_ns;
 using fl::test::OwnedRecord;
 using fl::test::read_journal;
 using namespace std::chrono_literals;
 
 namespace {
-
-unsigned mode_of(const std::filesystem::path& p) {
-  struct stat st {};
-  EXPECT_EQ(lstat(p.c_str(), &st), 0) << p;
-  return st.st_mode & 07777;
-}
-
-// Runs `fn`, which must throw flightlog::Error, and returns its message.
-template <typename F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const fl::Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw a non-flightlog exception: " << e.what();
-    return {};
-  }
-  ADD_FAILURE() << "did not throw";
-  return {};
-}
 
 fd::JournalConfig config_for(const std::filesystem::path& dir) {
   fd::JournalConfig c;
@@ -80,12 +63,6 @@ std::vector<std::int64_t> numbers_in(const std::vector<OwnedRecord>& recs, fd::R
     if (r.set == set) out.push_back(r.inputs.at(0).i);
   }
   return out;
-}
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 }  // namespace

@@ -80,11 +80,7 @@ class ReplayTest : public ::testing::Test {
     raw.put("meta", "next_seq", ft::as_bytes(ft::RawLmdb::be64(next_seq_)));
   }
 
-  std::filesystem::path ca_file() {
-    const auto path = tmp_ / "ca.pem";
-    if (!std::filesystem::exists(path)) std::ofstream(path) << ft::test_certs().ca_pem;
-    return path;
-  }
+  std::filesystem::path ca_file() { return ft::ca_file_in(tmp_.path()); }
 
   ft::ProcessResult replay(const std::vector<std::string>& args) {
     std::vector<std::string> argv{FLIGHTLOG_REPLAY_PATH, dir_.string()};

@@ -83,11 +83,7 @@ std::string dump_without_key(const std::filesystem::path& dir) {
 
 class Security : public ::testing::Test {
  protected:
-  std::filesystem::path ca_file() {
-    const auto path = tmp_ / "ca.pem";
-    if (!std::filesystem::exists(path)) std::ofstream(path) << ft::test_certs().ca_pem;
-    return path;
-  }
+  std::filesystem::path ca_file() { return ft::ca_file_in(tmp_.path()); }
 
   fl::Options options_for(const std::string& url, const std::filesystem::path& dir) {
     fl::Options o = ft::blocking_options(dir);

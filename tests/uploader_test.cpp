@@ -66,11 +66,7 @@ std::vector<Row> rows_of(const std::vector<ft::ReceivedRequest>& requests) {
 
 class UploaderTest : public ::testing::Test {
  protected:
-  std::filesystem::path ca_file() {
-    const auto path = tmp_ / "ca.pem";
-    if (!std::filesystem::exists(path)) std::ofstream(path) << ft::test_certs().ca_pem;
-    return path;
-  }
+  std::filesystem::path ca_file() { return ft::ca_file_in(tmp_.path()); }
 
   fl::Options options_for(const ft::TlsReceiver& rx, bool auto_sync = false) {
     fl::Options o = ft::blocking_options(tmp_ / "journal");

@@ -1,10 +1,12 @@
-// Checks several suites share: a file's permission bits, and the message of the
-// flightlog::Error a call must throw.
+// Checks several suites share: a file's permission bits, the message of the
+// flightlog::Error a call must throw, and the wall clock records are compared with.
 #pragma once
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <chrono>
+#include <cstdint>
 #include <exception>
 #include <filesystem>
 #include <string>
@@ -33,6 +35,13 @@ std::string error_of(F&& fn) {
   }
   ADD_FAILURE() << "did not throw";
   return {};
+}
+
+// Wall-clock nanoseconds since the Unix epoch, as records carry them.
+inline std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 }  // namespace flightlog::test

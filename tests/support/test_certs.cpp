@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 
 namespace flightlog::test {
@@ -144,6 +145,12 @@ TestCerts generate() {
 const TestCerts& test_certs() {
   static const TestCerts certs = generate();
   return certs;
+}
+
+std::filesystem::path ca_file_in(const std::filesystem::path& dir) {
+  const auto path = dir / "ca.pem";
+  if (!std::filesystem::exists(path)) std::ofstream(path) << test_certs().ca_pem;
+  return path;
 }
 
 }  // namespace flightlog::test

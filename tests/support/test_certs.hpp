@@ -8,6 +8,7 @@
 //   untrusted   self-signed; SAN as trusted; no client trusts it
 #pragma once
 
+#include <filesystem>
 #include <string>
 
 namespace flightlog::test {
@@ -27,5 +28,9 @@ struct TestCerts {
 
 // Made once per process (thread-safe) and kept. Aborts the test run if OpenSSL fails.
 const TestCerts& test_certs();
+
+// The test CA's certificate as a PEM file in `dir` (written on the first call), for
+// Options::ca_file. Returns its path.
+std::filesystem::path ca_file_in(const std::filesystem::path& dir);
 
 }  // namespace flightlog::test
