@@ -311,14 +311,18 @@ Uploader::Step Uploader::handle(Batch& batch, std::size_t begin, std::size_t end
     case FailureClass::None: {
       // Deleted on the commit thread while the pass goes on (see pass()).
       crash_point(CrashPoint::BeforeDelete);
+      // synced_total grows once the delete has committed, so a status never shows a
+      // record both queued and synced.
       pending_deletes_.push_back(
           writer_.submit([this, delivered = std::vector<RecordRef>(refs.begin(), refs.end())] {
-            return journal_.remove_delivered(delivered);
+            const std::size_t removed = journal_.remove_delivered(delivered);
+            std::lock_guard lock(mu_);
+            status_.synced_total += delivered.size();
+            return removed;
           }));
       result.synced += refs.size();
       backoff_.reset();
       std::lock_guard lock(mu_);
-      status_.synced_total += refs.size();
       status_.last_sync_time = std::chrono::system_clock::now();
       status_.consecutive_failures = 0;
       status_.last_error.clear();
