@@ -32,9 +32,10 @@ bool tsc_is_invariant() noexcept {
 
 }  // namespace
 
-void init_hot_clock() {
+bool init_hot_clock() {
   static std::once_flag once;
   std::call_once(once, [] { g_use_tsc = tsc_is_invariant(); });
+  return g_use_tsc;
 }
 
 TimestampConverter::TimestampConverter() {

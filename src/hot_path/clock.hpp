@@ -30,11 +30,16 @@ inline std::int64_t realtime_ns() noexcept {
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-inline std::uint64_t hot_timestamp() noexcept {
+// `use_tsc` is g_use_tsc, passed in so the hot path reads it from a cache line it
+// loads anyway (a Client copies it onto its hot line) rather than from a global.
+inline std::uint64_t hot_timestamp(bool use_tsc) noexcept {
 #if FLIGHTLOG_HAVE_TSC
-  if (__builtin_expect(g_use_tsc, 1)) return __rdtsc();
+  if (__builtin_expect(use_tsc, 1)) return __rdtsc();
 #endif
   return static_cast<std::uint64_t>(realtime_ns());
+}
+inline std::uint64_t hot_timestamp() noexcept {
+  return hot_timestamp(g_use_tsc);
 }
 
 // ClockSource::Cached: one word, on a cache line of its own, that the writer's drain
@@ -51,8 +56,8 @@ struct alignas(64) CachedClock {
   std::uint64_t read() const noexcept { return raw.load(std::memory_order_relaxed); }
 };
 
-// Decides g_use_tsc (idempotent, thread-safe).
-void init_hot_clock();
+// Decides g_use_tsc (idempotent, thread-safe) and returns it.
+bool init_hot_clock();
 
 // Writer-side conversion; not thread-safe (one per writer).
 class TimestampConverter {

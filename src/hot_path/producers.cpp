@@ -33,7 +33,8 @@ thread_local ThreadRegistrations t_registrations;
 
 }  // namespace
 
-constinit thread_local ProducerRegistry::CacheEntry ProducerRegistry::t_cache_[kCacheEntries] = {};
+alignas(64) constinit thread_local ProducerRegistry::CacheEntry
+    ProducerRegistry::t_cache_[kCacheEntries] = {};
 
 Producer::Producer(QueueSet& queues, std::size_t staging_slots) : staging(new Slot[staging_slots]) {
   for (std::size_t p = 0; p < tokens.size(); ++p) {
@@ -41,10 +42,14 @@ Producer::Producer(QueueSet& queues, std::size_t staging_slots) : staging(new Sl
   }
 }
 
-ProducerRegistry::ProducerRegistry(QueueSet& queues, std::size_t max_producers,
+std::uint64_t ProducerRegistry::next_id() noexcept {
+  return g_next_registry_id.fetch_add(1);
+}
+
+ProducerRegistry::ProducerRegistry(std::uint64_t id, QueueSet& queues, std::size_t max_producers,
                                    std::size_t staging_slots)
     : queues_(queues),
-      id_(g_next_registry_id.fetch_add(1)),
+      id_(id),
       max_producers_(max_producers),
       staging_slots_(staging_slots),
       slots_(new std::atomic<Producer*>[max_producers]) {

@@ -29,7 +29,8 @@ namespace flightlog::detail {
 
 using QueueSet = std::array<SlotQueue, 4>;
 
-struct Producer {
+// Cache-line aligned: the tokens, all the hot path reads here, share one line.
+struct alignas(64) Producer {
   Producer(QueueSet& queues, std::size_t staging_slots);
   ProducerToken& token(std::size_t priority) noexcept { return *tokens[priority]; }
 
@@ -43,7 +44,11 @@ struct Producer {
 
 class ProducerRegistry {
  public:
-  ProducerRegistry(QueueSet& queues, std::size_t max_producers, std::size_t staging_slots);
+  // `id` comes from next_id(): never reused, so a thread's cache entry for a registry
+  // that is gone can never match a new one.
+  ProducerRegistry(std::uint64_t id, QueueSet& queues, std::size_t max_producers,
+                   std::size_t staging_slots);
+  static std::uint64_t next_id() noexcept;
   ~ProducerRegistry();
   ProducerRegistry(const ProducerRegistry&) = delete;
   ProducerRegistry& operator=(const ProducerRegistry&) = delete;
@@ -51,11 +56,28 @@ class ProducerRegistry {
   // The calling thread's producer, or nullptr when max_producers threads already hold
   // one. The first call of a thread allocates; later calls hit a thread-local cache.
   Producer* local() noexcept {
-    for (auto& e : t_cache_) {
-      if (e.owner == id_) return e.producer;
-    }
+    if (Producer* p = cached(id_)) return p;
     return local_slow();
   }
+
+  // The hot path's half of local(): the calling thread's producer of registry `id` if
+  // its thread-local cache holds it, else nullptr (then call local_slow()). Static, so
+  // a caller that keeps the id on a cache line it reads anyway touches no registry line.
+  [[gnu::always_inline]] static Producer* cached(std::uint64_t id) noexcept {
+    // Entry 0 first and apart, so the usual hit (one client) falls straight through.
+    if (t_cache_[0].owner == id) [[likely]] {
+      return t_cache_[0].producer;
+    }
+    for (std::size_t i = 1; i < kCacheEntries; ++i) {
+      if (t_cache_[i].owner == id) return t_cache_[i].producer;
+    }
+    return nullptr;
+  }
+
+  // Finds or registers the calling thread's producer and caches it: allocates on a
+  // thread's first call, takes the registration mutex. nullptr when max_producers
+  // threads already hold one, or allocation failed.
+  Producer* local_slow() noexcept;
 
   // For the writer: producers [0, count()) are valid for the registry's life.
   std::size_t count() const noexcept { return count_.load(std::memory_order_acquire); }
@@ -75,10 +97,9 @@ class ProducerRegistry {
   //   the thread pointer. The default model for -fPIC code calls __tls_get_addr on every
   //   access instead. A program that dlopen()s flightlog late still works: glibc keeps a
   //   reserve of static TLS for such libraries, and this table takes 64 bytes of it.
-  [[gnu::tls_model(
+  // - alignas(64): the four entries fill exactly one cache line.
+  alignas(64) [[gnu::tls_model(
       "initial-exec")]] static constinit thread_local CacheEntry t_cache_[kCacheEntries];
-
-  Producer* local_slow() noexcept;
 
   QueueSet& queues_;
   const std::uint64_t id_;

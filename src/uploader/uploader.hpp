@@ -65,7 +65,7 @@ struct UploaderConfig {
 struct UploaderStatus {
   std::optional<std::chrono::system_clock::time_point> last_sync_time;
   std::uint64_t synced_total = 0;  // accepted by the receiver; counted after the delete commits
-  std::uint64_t failed_total = 0;         // moved to failed since start
+  std::uint64_t failed_total = 0;  // moved to failed since start
   std::uint64_t duplicates_possible = 0;  // records re-sent after a retryable failure
   std::chrono::milliseconds current_backoff{0};
   int consecutive_failures = 0;
