@@ -314,7 +314,7 @@ void Journal::publish_counts(const JournalCounts& c) {
 void Journal::refresh_counts() {
   MDB_txn* txn = nullptr;
   std::shared_lock lock(resize_mu_);
-  if (!begin_read(&txn)) return;
+  if (begin_read(&txn) != 0) return;
   if (read_only_) {
     // Another process may have advanced next_seq; report what the file says.
     MDB_val k = key_of("next_seq"), v;
@@ -324,7 +324,7 @@ void Journal::refresh_counts() {
   mdb_txn_abort(txn);
 }
 
-bool Journal::begin_read(MDB_txn** txn) const {
+int Journal::begin_read(MDB_txn** txn) const {
   int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, txn);
   if (rc == MDB_MAP_RESIZED) {
     // Another process grew the map: adopt its size (no txn of ours is open here, as
@@ -332,7 +332,7 @@ bool Journal::begin_read(MDB_txn** txn) const {
     mdb_env_set_mapsize(env_, 0);
     rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, txn);
   }
-  return rc == 0;
+  return rc;
 }
 
 JournalCounts Journal::counts() const {
@@ -797,8 +797,13 @@ std::uint64_t Journal::scan(RecordSet set, std::uint64_t from_seq, std::size_t l
                             const Visitor& fn) const {
   std::shared_lock lock(resize_mu_);
   MDB_txn* txn = nullptr;
-  if (!begin_read(&txn)) return 0;
+  if (const int rc = begin_read(&txn); rc != 0) {
+    throw Error(lmdb_error(
+        "cannot read the " + std::string(record_set_name(set)) + " records of journal", dir_, rc));
+  }
   std::uint64_t next = 0;
+  std::uint64_t last = from_seq;
+  int failed = 0;
   {
     Cursor c(txn, dbi_[static_cast<std::size_t>(set)]);
     unsigned char start[8];
@@ -813,11 +818,18 @@ std::uint64_t Journal::scan(RecordSet set, std::uint64_t from_seq, std::size_t l
       }
       const std::uint64_t seq = k.mv_size == 8 ? from_be64(k.mv_data) : 0;
       fn(seq, {static_cast<const std::byte*>(v.mv_data), v.mv_size});
+      last = seq;
       ++seen;
       rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
     }
+    if (rc != 0 && rc != MDB_NOTFOUND) failed = rc;  // a damaged page, not the end
   }
   mdb_txn_abort(txn);
+  if (failed != 0) {
+    throw Error(lmdb_error("cannot read the " + std::string(record_set_name(set)) +
+                               " records after seq " + std::to_string(last) + " of journal",
+                           dir_, failed));
+  }
   return next;
 }
 

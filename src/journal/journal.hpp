@@ -138,6 +138,8 @@ class Journal {
   // Any thread. Visits records of `set` with seq >= from_seq in key order, at most
   // `limit`, inside one short read transaction; `fn` must not keep the spans. Returns
   // the seq to continue from, or 0 when the set has no more records.
+  // Throws Error, naming the set, the last seq visited and LMDB's reason, when the
+  // read fails (a damaged page, MDB_READERS_FULL): never mistaken for the end.
   using Visitor = std::function<void(std::uint64_t seq, std::span<const std::byte> bytes)>;
   std::uint64_t scan(RecordSet set, std::uint64_t from_seq, std::size_t limit,
                      const Visitor& fn) const;
@@ -164,7 +166,7 @@ class Journal {
   // Commits a no-op write (next_seq rewritten), so pages freed by the last transaction
   // become reusable. Returns an LMDB code.
   int touch_meta();
-  bool begin_read(MDB_txn** txn) const;
+  int begin_read(MDB_txn** txn) const;  // 0 or the LMDB error
   // The counts as `txn` sees them. A write transaction's counts are published only
   // after it commits, so the status never runs ahead of what readers can see.
   JournalCounts count_in(MDB_txn* txn) const;

@@ -162,8 +162,11 @@ void Uploader::run() {
       std::uint64_t queued = 0;
       const auto counts = journal_.counts();
       for (std::size_t p = 0; p < 4; ++p) queued += counts.entries[p];
-      // On the interval, and as soon as a full batch waits.
-      due = (now >= next_auto && queued > 0) || queued >= config_.batch_max_records;
+      // On the interval, and as soon as a full batch waits (unless the last pass could
+      // not read part of the journal: the unreadable records would trigger it again and
+      // again; the interval still retries).
+      due = (now >= next_auto && queued > 0) ||
+            (queued >= config_.batch_max_records && !last_pass_unreadable_);
       if (now >= next_auto) next_auto = now + config_.interval;
     }
     if (manual_.empty() && !due) {
@@ -193,6 +196,7 @@ void Uploader::run() {
 SyncResult Uploader::pass() {
   SyncResult result;
   Cursors cursors{};
+  read_error_.clear();
   Batch batch = next_batch(cursors);
   while (!batch.refs.empty() && !stopping()) {
     std::future<PostOutcome> in_flight =
@@ -208,6 +212,9 @@ SyncResult Uploader::pass() {
     batch = std::move(next);
   }
   settle_deletes();
+  std::lock_guard lock(mu_);
+  last_pass_unreadable_ = !read_error_.empty();
+  if (last_pass_unreadable_) status_.last_error = read_error_;
   return result;
 }
 
@@ -231,34 +238,43 @@ Uploader::Batch Uploader::next_batch(Cursors& cursors) {
   for (std::size_t s = 0; s < 4 && b.refs.size() < config_.batch_max_records; ++s) {
     const auto set = static_cast<RecordSet>(s);
     bool full = false;
-    while (!full) {
+    while (!full && cursors[s] != kUnreadable) {
       const std::size_t want = config_.batch_max_records - b.refs.size();
-      const std::uint64_t more = journal_.scan(
-          set, cursors[s], want, [&](std::uint64_t seq, std::span<const std::byte> bytes) {
-            if (full) return;
-            if (!decode_record(bytes, rec).empty()) {
-              damaged.push_back({set, seq});
+      std::uint64_t more = 0;
+      try {
+        more = journal_.scan(
+            set, cursors[s], want, [&](std::uint64_t seq, std::span<const std::byte> bytes) {
+              if (full) return;
+              if (!decode_record(bytes, rec).empty()) {
+                damaged.push_back({set, seq});
+                cursors[s] = seq + 1;
+                return;
+              }
+              const std::size_t before = b.body.size();
+              if (ch) {
+                append_clickhouse_row(b.body, journal_.journal_id(), seq, rec);
+              } else {
+                append_record_json(b.body, journal_.journal_id(), seq, rec, RecordState::Queued,
+                                   JsonRecordOptions{.include_delivery_state = false});
+              }
+              b.body.push_back('\n');
+              if (!b.refs.empty() && b.body.size() > config_.batch_max_bytes) {
+                b.body.resize(before);  // this record starts the next batch
+                full = true;
+                return;
+              }
+              b.ends.push_back(b.body.size());
+              b.refs.push_back({set, seq});
               cursors[s] = seq + 1;
-              return;
-            }
-            const std::size_t before = b.body.size();
-            if (ch) {
-              append_clickhouse_row(b.body, journal_.journal_id(), seq, rec);
-            } else {
-              append_record_json(b.body, journal_.journal_id(), seq, rec, RecordState::Queued,
-                                 JsonRecordOptions{.include_delivery_state = false});
-            }
-            b.body.push_back('\n');
-            if (!b.refs.empty() && b.body.size() > config_.batch_max_bytes) {
-              b.body.resize(before);  // this record starts the next batch
-              full = true;
-              return;
-            }
-            b.ends.push_back(b.body.size());
-            b.refs.push_back({set, seq});
-            cursors[s] = seq + 1;
-            if (b.refs.size() >= config_.batch_max_records) full = true;
-          });
+              if (b.refs.size() >= config_.batch_max_records) full = true;
+            });
+      } catch (const std::exception& e) {
+        // A damaged page (or no reader slot): what was read so far still ships, and so do
+        // the other sets; this set is skipped until the next pass tries again.
+        read_error_ = e.what();
+        cursors[s] = kUnreadable;
+        break;
+      }
       if (more == 0) break;
     }
     if (full) break;

@@ -94,8 +94,10 @@ class Uploader {
     std::size_t start(std::size_t i) const { return i == 0 ? 0 : ends[i - 1]; }
   };
   enum class Step { Continue, Stop };
-  // Per record set (CRITICAL..LOW): the sequence a pass reads on from.
+  // Per record set (CRITICAL..LOW): the sequence a pass reads on from, or
+  // kUnreadable once reading the set failed in this pass.
   using Cursors = std::array<std::uint64_t, 4>;
+  static constexpr std::uint64_t kUnreadable = ~std::uint64_t{0};
 
   void run();
   SyncResult pass();
@@ -124,8 +126,12 @@ class Uploader {
   std::vector<std::promise<SyncResult>> manual_;  // sync_now() callers waiting
   std::chrono::steady_clock::time_point backoff_until_{};
   UploaderStatus status_;
-  std::string spare_body_;  // the last batch's body buffer, reused (no fresh pages)
+  bool last_pass_unreadable_ = false;  // the last pass met a read error (read_error_)
+  std::string spare_body_;             // the last batch's body buffer, reused (no fresh pages)
   std::vector<std::future<std::size_t>> pending_deletes_;  // uploader thread only
+  // Why reading the journal failed in this pass ("" if it did not); uploader thread only.
+  // The other sets still ship; the pass ends with it as the status's last_error.
+  std::string read_error_;
   std::thread thread_;
 };
 

@@ -45,6 +45,7 @@ FollowResult follow(fd::Journal& journal, const Selection& sel, RecordPrinter& p
           on_damaged(set, seq, error);
         });
     std::fflush(stdout);
+    result.damaged += report_read_errors("flightlog-dump", w);
     if (w.stopped) break;
     watermark = next;
     if (limit != 0 && result.printed >= limit) break;

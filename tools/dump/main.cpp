@@ -80,7 +80,7 @@ int run_stats(std::unique_ptr<fd::Journal> journal, const ft::Selection& sel, bo
   ft::WalkOptions opts;
   opts.limit = sel.limit;
   opts.on_read = [&] { progress.tick(); };
-  ft::walk(
+  const ft::WalkResult w = ft::walk(
       *journal, sel, opts, [&](const ft::Visited& v) { report.records.add(v); },
       [&](fd::RecordSet set, std::uint64_t seq, const std::string& error) {
         ++report.records.damaged;
@@ -88,6 +88,7 @@ int run_stats(std::unique_ptr<fd::Journal> journal, const ft::Selection& sel, bo
         print_damaged(set, seq, error);
       });
   progress.finish();
+  const std::size_t unreadable = ft::report_read_errors(kTool, w);
   journal->refresh_counts();
   report.counts = journal->counts();
   report.next_seq = report.counts.next_seq;
@@ -101,7 +102,7 @@ int run_stats(std::unique_ptr<fd::Journal> journal, const ft::Selection& sel, bo
     ft::append_stats_text(text, report);
   }
   write_out(text);
-  return report.records.damaged > 0 ? ft::kExitDamaged : ft::kExitOk;
+  return report.records.damaged > 0 || unreadable > 0 ? ft::kExitDamaged : ft::kExitOk;
 }
 
 int run_verify(fd::Journal& journal, const ft::Selection& sel) {
@@ -145,6 +146,7 @@ int run_dump(fd::Journal& journal, const ft::Selection& sel, ft::RecordFormat fo
   write_out(text);
   std::fflush(stdout);
   progress.finish();
+  damaged += ft::report_read_errors(kTool, w);
   if (follow && !w.stopped && (sel.limit == 0 || w.selected < sel.limit)) {
     const auto f = ft::follow(journal, sel, printer, start_next,
                               sel.limit == 0 ? 0 : sel.limit - w.selected, interval, print_damaged);
@@ -152,7 +154,7 @@ int run_dump(fd::Journal& journal, const ft::Selection& sel, ft::RecordFormat fo
   }
   std::fflush(stdout);
   if (damaged > 0) {
-    std::cerr << kTool << ": " << damaged << " damaged record(s)\n";
+    std::cerr << kTool << ": " << damaged << " damaged record(s) or unreadable set(s)\n";
     return ft::kExitDamaged;
   }
   return ft::kExitOk;

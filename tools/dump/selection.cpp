@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <iostream>
 
+#include "flightlog/error.hpp"
 #include "time_text.hpp"
 
 namespace flightlog::tools {
@@ -143,11 +145,8 @@ WalkResult walk(const fd::Journal& journal, const Selection& sel, const WalkOpti
     ++result.selected;
     if (opts.limit != 0 && result.selected >= opts.limit) done = true;
   };
-  bool limit_reached = false;
-  for (std::size_t s = 0; s < fd::kRecordSets && !limit_reached && !result.stopped; ++s) {
-    const auto set = static_cast<fd::RecordSet>(s);
-    if (!sel.walks(set)) continue;
-    done = false;
+  // Walks one set. Journal::scan throws when the set cannot be read on (a damaged page).
+  auto walk_set = [&](fd::RecordSet set) {
     if (sel.by_id()) {
       for (std::size_t i = 0; i < sel.seqs.size() && !done; ++i) {
         const std::uint64_t want = sel.seqs[i];
@@ -157,24 +156,41 @@ WalkResult walk(const fd::Journal& journal, const Selection& sel, const WalkOpti
         });
         if (opts.between_chunks && !opts.between_chunks()) {
           result.stopped = true;
-          break;
+          return;
         }
       }
-    } else {
-      std::uint64_t from = opts.from_seq;
-      do {
-        from = journal.scan(
-            set, from, sel.chunk,
-            [&](std::uint64_t seq, std::span<const std::byte> bytes) { visit(set, seq, bytes); });
-        if (opts.between_chunks && !opts.between_chunks()) {
-          result.stopped = true;
-          break;
-        }
-      } while (from != 0 && !done);
+      return;
+    }
+    std::uint64_t from = opts.from_seq;
+    do {
+      from = journal.scan(
+          set, from, sel.chunk,
+          [&](std::uint64_t seq, std::span<const std::byte> bytes) { visit(set, seq, bytes); });
+      if (opts.between_chunks && !opts.between_chunks()) {
+        result.stopped = true;
+        return;
+      }
+    } while (from != 0 && !done);
+  };
+  bool limit_reached = false;
+  for (std::size_t s = 0; s < fd::kRecordSets && !limit_reached && !result.stopped; ++s) {
+    const auto set = static_cast<fd::RecordSet>(s);
+    if (!sel.walks(set)) continue;
+    done = false;
+    try {
+      walk_set(set);
+    } catch (const Error& e) {
+      // What was read before the failure is visited; the other sets are still walked.
+      result.read_errors.emplace_back(e.what());
     }
     limit_reached = opts.limit != 0 && result.selected >= opts.limit;
   }
   return result;
+}
+
+std::size_t report_read_errors(std::string_view tool, const WalkResult& w) {
+  for (const auto& e : w.read_errors) std::cerr << tool << ": " << e << "\n";
+  return w.read_errors.size();
 }
 
 }  // namespace flightlog::tools

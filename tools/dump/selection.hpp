@@ -107,7 +107,13 @@ struct WalkResult {
   std::size_t selected = 0;
   std::size_t damaged = 0;
   bool stopped = false;  // between_chunks said stop
+  // Sets the journal could not be read on (a damaged page): Journal::scan's reason for
+  // each. The walk visits what it read before, then goes on with the next set.
+  std::vector<std::string> read_errors;
 };
+
+// Prints each of `w.read_errors` as "<tool>: <reason>" on stderr; returns how many.
+std::size_t report_read_errors(std::string_view tool, const WalkResult& w);
 
 using OnRecord = std::function<void(const Visited&)>;
 // A record that does not decode (checksum, format): its set, key and what is wrong. It

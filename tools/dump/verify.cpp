@@ -26,7 +26,7 @@ VerifyOutcome verify_journal(fd::Journal& journal, const Selection& sel,
   // walk: a live logger may have committed it meanwhile.
   const std::uint64_t next_seq_at_start = journal.counts().next_seq;
   std::vector<std::pair<fd::RecordSet, std::uint64_t>> late_keys;
-  walk(
+  const WalkResult w = walk(
       journal, sel, opts,
       [&](const Visited& v) {
         if (v.seq == 0) {
@@ -46,6 +46,10 @@ VerifyOutcome verify_journal(fd::Journal& journal, const Selection& sel,
       [&](fd::RecordSet set, std::uint64_t seq, const std::string& error) {
         report(set, seq, error);
       });
+  for (const auto& e : w.read_errors) {
+    ++result.damaged;  // an unreadable set fails the verification like a damaged record
+    problems += "unreadable: " + e + "\n";
+  }
   journal.refresh_counts();
   const std::uint64_t next_seq = journal.counts().next_seq;
   for (const auto& [set, seq] : late_keys) {

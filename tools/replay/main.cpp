@@ -392,6 +392,7 @@ int main(int argc, char** argv) {
     }
   }
   progress.finish();
+  damaged += ft::report_read_errors(kTool, walked);
 
   std::cout << "source: journal " << source->journal_id() << " at '" << a.source
             << "' (read only, not modified)\n";
