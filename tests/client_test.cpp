@@ -4,12 +4,14 @@
 #include <gtest/gtest.h>
 #include <lmdb.h>
 #include <simdjson.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -27,6 +29,7 @@
 #include "support/strings.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_options.hpp"
+#include "support/write_lock.hpp"
 
 namespace fl = flightlog;
 namespace fd = flightlog::detail;
@@ -548,31 +551,10 @@ TEST(Status, RecordsWaitingInTheWritersBatchAreCounted) {
   fl::test::TempDir tmp;
   const auto dir = tmp / "j";
   { fl::Client create(fl::test::test_options(dir)); }
-  int to_child[2], to_parent[2];
-  ASSERT_EQ(pipe(to_child), 0);
-  ASSERT_EQ(pipe(to_parent), 0);
-  const pid_t child = fork();  // before the Client below starts its threads
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    char b = 0;
-    if (read(to_child[0], &b, 1) != 1) _exit(2);  // the parent's Client is open
-    MDB_env* env = nullptr;
-    MDB_txn* txn = nullptr;
-    if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 16) != 0 ||
-        mdb_env_open(env, dir.c_str(), 0, 0600) != 0 || mdb_txn_begin(env, nullptr, 0, &txn) != 0) {
-      _exit(3);
-    }
-    if (write(to_parent[1], "L", 1) != 1) _exit(4);  // holding the write lock
-    if (read(to_child[0], &b, 1) != 1) _exit(5);
-    mdb_txn_abort(txn);
-    mdb_env_close(env);
-    _exit(0);
-  }
+  fl::test::WriteLockHolder lock(dir);  // before the Client below starts its threads
   {
     fl::Client c(fl::test::test_options(dir));
-    char b = 0;
-    ASSERT_EQ(write(to_child[1], "G", 1), 1);
-    ASSERT_EQ(read(to_parent[0], &b, 1), 1);
+    lock.hold();
     for (int i = 0; i < 100; ++i) {
       ASSERT_EQ(c.log_event("e", {{"i", i}}), fl::LogResult::Ok);
     }
@@ -582,17 +564,63 @@ TEST(Status, RecordsWaitingInTheWritersBatchAreCounted) {
     EXPECT_EQ(st.committed_total, 0u);
     EXPECT_EQ(st.in_memory, 100u);
     EXPECT_EQ(st.queue_size, 100u);
-    ASSERT_EQ(write(to_child[1], "R", 1), 1);  // release the lock
-    int status = 0;
-    ASSERT_EQ(waitpid(child, &status, 0), child);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+    lock.release();
     ASSERT_TRUE(c.flush_for(10s));
     st = c.get_offline_status();
     EXPECT_EQ(st.committed_total, 100u);
     EXPECT_EQ(st.in_memory, 0u);
     EXPECT_EQ(st.queue_size, 100u);
   }
-  for (int fd : {to_child[0], to_child[1], to_parent[0], to_parent[1]}) close(fd);
+}
+
+// A CRITICAL producer (Block policy) behind a writer stalled for a second: nothing is
+// dropped, and the waiting thread sleeps rather than spinning on the core the writer
+// needs.
+TEST(FullPolicy, BlockedProducerSleepsWhileTheWriterIsStalled) {
+  fl::test::TempDir tmp;
+  const auto dir = tmp / "j";
+  { fl::Client create(fl::test::test_options(dir)); }
+  fl::test::WriteLockHolder lock(dir);
+  auto o = fl::test::test_options(dir);
+  o.batch_max_records = 100;       // the writer absorbs little, so the queue fills
+  constexpr int kRecords = 20000;  // far more than a queue (4096 per producer) and the writer hold
+  {
+    fl::Client c(o);
+    lock.hold();
+    std::atomic<int> ok{0};
+    double cpu_s = 0, wall_s = 0;
+    long sleeps = 0;  // voluntary context switches: the thread blocked in the kernel
+    std::thread producer([&] {
+      timespec c0{}, c1{};
+      rusage r0{}, r1{};
+      getrusage(RUSAGE_THREAD, &r0);
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+      const auto w0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < kRecords; ++i) {
+        if (c.log_event("e", {{"i", i}}, fl::Priority::Critical) == fl::LogResult::Ok) ++ok;
+      }
+      wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+      getrusage(RUSAGE_THREAD, &r1);
+      sleeps = r1.ru_nvcsw - r0.ru_nvcsw;
+      cpu_s = static_cast<double>(c1.tv_sec - c0.tv_sec) +
+              static_cast<double>(c1.tv_nsec - c0.tv_nsec) / 1e9;
+    });
+    std::this_thread::sleep_for(1500ms);
+    EXPECT_LT(ok.load(), kRecords);  // it is blocked: the queue is full
+    lock.release();
+    producer.join();
+    EXPECT_EQ(ok.load(), kRecords);
+    EXPECT_GE(wall_s, 1.0);
+    // It slept (a yield is not a voluntary switch, and a spin is no switch at all), and
+    // so left the core: spinning on an idle core would take about all of the 1.5 s.
+    EXPECT_GE(sleeps, 100);
+    EXPECT_LT(cpu_s, 0.5 * wall_s) << "cpu " << cpu_s << " s over " << wall_s << " s";
+    ASSERT_TRUE(c.flush_for(10s));
+    const auto st = c.get_offline_status();
+    EXPECT_EQ(st.committed_total, static_cast<std::uint64_t>(kRecords));
+    EXPECT_EQ(st.dropped.queue_full[0], 0u);
+  }
 }
 
 TEST(Status, DestructorCommitsWithoutFlush) {

@@ -66,8 +66,10 @@ enum class ClockSource : std::uint8_t {
 enum class FullPolicy : std::uint8_t {
   // Return LogResult::QueueFull at once and count the drop. The hot path never waits.
   Drop,
-  // Spin, then yield, until the writer frees a slot (or the client closes). Nothing
-  // is dropped, but the caller's thread stalls for as long as the writer does.
+  // Spin, then yield, then sleep (50 us doubling to 1 ms) until the writer frees a slot
+  // (or the client closes). Nothing is dropped, but the caller's thread stalls for as
+  // long as the writer does; a long stall costs it little CPU, and a freed slot is seen
+  // within about a millisecond.
   Block,
 };
 

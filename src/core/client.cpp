@@ -2,6 +2,9 @@
 // path itself (log_* below), the code every caller's loop runs.
 #include "flightlog/client.hpp"
 
+#include <sched.h>
+#include <time.h>
+
 #include <algorithm>
 #include <bit>
 #include <cstring>
@@ -548,13 +551,21 @@ class Client::Impl {
     }
     SlotQueue& q = queues_[pi];
     ProducerToken& token = pr->token(pi);
-    // Block: the writer frees slots within a pass; spin briefly, then yield the core.
-    for (unsigned spin = 0;; ++spin) {
+    // Block. A writer keeping up frees slots within a pass: spin briefly, then yield the
+    // core. A writer that is stalled (a slow device flush, a journal locked by another
+    // process) may take seconds: then sleep, 50 us doubling to 1 ms, so the waiting
+    // thread leaves the core to the writer instead of burning it, and still sees free
+    // slots within about a millisecond.
+    timespec nap{0, 50'000};
+    for (unsigned round = 0;; ++round) {
       if (closed_.load(std::memory_order_relaxed)) return reject(hot_.closed, LogResult::Closed);
-      if (spin < 128) {
+      if (round < 128) {
         cpu_relax();
+      } else if (round < 128 + 64) {
+        sched_yield();
       } else {
-        std::this_thread::yield();
+        nanosleep(&nap, nullptr);
+        nap.tv_nsec = std::min<long>(nap.tv_nsec * 2, 1'000'000);
       }
       if (n == 1 ? q.try_enqueue(token, slots[0]) : q.try_enqueue_bulk(token, slots, n)) {
         return LogResult::Ok;

@@ -5,6 +5,8 @@
 #include <optional>
 #include <string>
 
+#include "flightlog/options.hpp"
+
 namespace flightlog::demo {
 
 // Exit codes (also listed by --help).
@@ -28,7 +30,7 @@ struct DemoConfig {
   std::filesystem::path dir;  // journal; empty = a temporary one, removed at the end
   std::filesystem::path out = "flightlog-demo-out";  // data files and plots
   bool gzip = false;
-  std::size_t batch_records = 5000;  // Options::upload_batch_max_records
+  std::size_t batch_records = Options{}.upload_batch_max_records;  // the library's default
 
   // ClickHouse instead of the loopback receiver.
   std::string clickhouse_url;  // empty = loopback
