@@ -275,7 +275,7 @@ TEST(Record, WrongVersionIsRefused) {
   }
 }
 
-TEST(Record, BogusKindPriorityTypeAndBoolAreRefused) {
+TEST(Record, BogusKindPriorityReservedTypeAndBoolAreRefused) {
   // One field: header (24) + type(1) name_len(1) name "b"(1) + bool value (1).
   const auto good =
       fl::test::encode_record(fd::kKindPrediction, fl::Priority::Normal, 1, {}, {{"b", true}}, {});
@@ -285,10 +285,10 @@ TEST(Record, BogusKindPriorityTypeAndBoolAreRefused) {
     std::uint8_t value;
     const char* what;
   };
-  for (const Case& c :
-       {Case{1, 0, "kind"}, Case{1, 3, "kind"}, Case{1, 200, "kind"}, Case{2, 4, "priority"},
-        Case{2, 255, "priority"}, Case{24, 0, "type"}, Case{24, 5, "type"}, Case{24, 255, "type"},
-        Case{27, 2, "bool"}, Case{27, 255, "bool"}}) {
+  for (const Case& c : {Case{1, 0, "kind"}, Case{1, 3, "kind"}, Case{1, 200, "kind"},
+                        Case{2, 4, "priority"}, Case{2, 255, "priority"}, Case{23, 1, "reserved"},
+                        Case{23, 128, "reserved"}, Case{24, 0, "type"}, Case{24, 5, "type"},
+                        Case{24, 255, "type"}, Case{27, 2, "bool"}, Case{27, 255, "bool"}}) {
     auto bytes = good;
     bytes[c.offset] = static_cast<std::byte>(c.value);
     reseal(bytes);

@@ -101,6 +101,11 @@ std::string decode_record(std::span<const std::byte> bytes, DecodedRecord& out) 
   }
   const auto prio = static_cast<std::uint8_t>(h[2]);
   if (prio > 3) return "priority " + std::to_string(prio) + " out of range";
+  // A use of the reserved byte would come with a new format version; with this one it
+  // can only be damage the checksum happened to cover (or a bad writer).
+  if (const auto reserved = static_cast<std::uint8_t>(h[23]); reserved != 0) {
+    return "reserved header byte is " + std::to_string(reserved) + ", not 0";
+  }
   out.priority = static_cast<Priority>(prio);
   out.ts_ns = load<std::int64_t>(h + 8);
   out.attempts = load<std::uint16_t>(h + 16);
