@@ -255,9 +255,13 @@ void Journal::load_meta(bool create) {
     throw Error("journal " + quoted(dir_) + " has a damaged format version");
   std::memcpy(&version, v.mv_data, sizeof version);
   if (version != kJournalFormatVersion) {
-    throw Error("journal " + quoted(dir_) + " has format version " + std::to_string(version) +
-                "; this flightlog reads version " + std::to_string(kJournalFormatVersion) +
-                (version > kJournalFormatVersion ? " (written by a newer flightlog)" : ""));
+    const std::string what = "journal " + quoted(dir_) + " has format version " +
+                             std::to_string(version) + "; this flightlog reads version " +
+                             std::to_string(kJournalFormatVersion);
+    if (version > kJournalFormatVersion) {
+      throw NewerFormatError(what + " (written by a newer flightlog)");
+    }
+    throw Error(what);
   }
   k = key_of("journal_id");
   if (mdb_get(txn.get(), meta_dbi_, &k, &v) != 0 || v.mv_size == 0 || v.mv_size > 64) {

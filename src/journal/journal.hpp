@@ -30,12 +30,20 @@
 #include <span>
 #include <string>
 
+#include "flightlog/error.hpp"
 #include "flightlog/options.hpp"
 #include "journal/dir_lock.hpp"
 
 namespace flightlog::detail {
 
 inline constexpr std::uint32_t kJournalFormatVersion = 1;
+
+// Thrown by Journal::open_* for a journal of a format version above
+// kJournalFormatVersion (written by a newer flightlog), so tools can tell it apart.
+class NewerFormatError : public Error {
+ public:
+  using Error::Error;
+};
 
 // The five record sets, in sync order: the four priorities, then failed.
 enum class RecordSet : std::uint8_t { Critical = 0, High, Normal, Low, Failed };

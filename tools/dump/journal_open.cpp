@@ -16,10 +16,9 @@ int parse_command_line(CLI::App& app, int argc, char** argv) {
   return -1;
 }
 
-int open_error_exit_code(std::string_view message) noexcept {
-  // Journal::load_meta's wording for a format_version above kJournalFormatVersion.
-  return message.find("written by a newer flightlog") != std::string_view::npos ? kExitNewerFormat
-                                                                                : kExitCannotOpen;
+int open_error_exit_code(const Error& e) noexcept {
+  return dynamic_cast<const detail::NewerFormatError*>(&e) != nullptr ? kExitNewerFormat
+                                                                      : kExitCannotOpen;
 }
 
 int open_journal_read_only(std::string_view tool, const std::filesystem::path& dir,
@@ -38,7 +37,7 @@ int open_journal_read_only(std::string_view tool, const std::filesystem::path& d
     out = detail::Journal::open_read_only(dir);
   } catch (const Error& e) {
     std::cerr << tool << ": " << e.what() << "\n";
-    return open_error_exit_code(e.what());
+    return open_error_exit_code(e);
   }
   return kExitOk;
 }

@@ -35,8 +35,8 @@ int parse_command_line(CLI::App& app, int argc, char** argv);
 int open_journal_read_only(std::string_view tool, const std::filesystem::path& dir,
                            std::unique_ptr<detail::Journal>& out);
 
-// The exit code for an error message of Journal::open_*: kExitNewerFormat when the
-// journal's format version is newer than this flightlog reads, else kExitCannotOpen.
-int open_error_exit_code(std::string_view message) noexcept;
+// The exit code for an error of Journal::open_*: kExitNewerFormat when the journal's
+// format version is newer than this flightlog reads, else kExitCannotOpen.
+int open_error_exit_code(const Error& e) noexcept;
 
 }  // namespace flightlog::tools

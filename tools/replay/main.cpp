@@ -257,7 +257,7 @@ int open_target(const Args& a, std::unique_ptr<fd::Journal>& target) {
     target = fd::Journal::open_for_writing(config);
   } catch (const fl::Error& e) {
     std::cerr << kTool << ": target journal: " << e.what() << "\n";
-    return ft::open_error_exit_code(e.what());
+    return ft::open_error_exit_code(e);
   }
   return -1;
 }
