@@ -157,6 +157,29 @@ TEST(Backoff, DelaysStayWithinTheFullJitterBounds) {
   }
 }
 
+// The uploader's status and failed records, and flightlog-replay's messages, all take
+// their reason from short_reason().
+TEST(ShortReason, MasksTheKeyWhereverItIsThenCutsAndBlanksControlCharacters) {
+  const std::string key = "sk-live-0123456789abcdef";
+  fd::PostOutcome o;
+  o.kind = fd::PostOutcome::Kind::Response;
+  o.status = 500;
+  // The key is echoed across the 210-character cut, and once more after it.
+  o.body = std::string(195, 'a') + key + "\n\ttail " + key;
+  const std::string r = fd::short_reason(o, key);
+  EXPECT_EQ(r.rfind("HTTP 500: aaa", 0), 0u) << r;
+  EXPECT_LE(r.size(), 210u);
+  EXPECT_EQ(r.find(key.substr(0, 4)), std::string::npos) << r;  // not even its start
+  EXPECT_NE(r.find("***"), std::string::npos) << r;
+  for (char c : r) EXPECT_GE(static_cast<unsigned char>(c), 0x20) << r;
+  // A key containing the mask itself cannot make the masking loop.
+  o.body = "x***y***y";
+  EXPECT_EQ(fd::short_reason(o, "***y"), "HTTP 500: x******");
+  o.kind = fd::PostOutcome::Kind::Offline;
+  o.error = "connect to 127.0.0.1:1 refused";
+  EXPECT_EQ(fd::short_reason(o, key), o.error);
+}
+
 TEST(Classify, FollowsTheDesignBrief) {
   using K = fd::PostOutcome::Kind;
   auto resp = [](int status, std::string body = {}) {

@@ -18,29 +18,6 @@ namespace {
 constexpr auto kBacklogPoll = std::chrono::milliseconds(50);
 constexpr auto kMaxRetryAfter = std::chrono::hours(1);
 
-// A short, single-line reason for the status and the failed record. `secret` (the
-// api_key) is masked in case a server echoes it back.
-std::string short_reason(const PostOutcome& o, const std::string& secret) {
-  // The whole text is masked before it is cut short, so a key the server echoes across
-  // the cut cannot leave its first characters behind; the search goes on after each
-  // mask, so a key that contains "***" cannot make it loop.
-  std::string text =
-      o.kind != PostOutcome::Kind::Response
-          ? o.error
-          : "HTTP " + std::to_string(o.status) + (o.body.empty() ? "" : ": " + o.body);
-  if (!secret.empty()) {
-    for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 3)) {
-      text.replace(at, secret.size(), "***");
-    }
-  }
-  constexpr std::size_t kMaxReason = 210;  // "HTTP nnn: " and 200 characters of body
-  if (text.size() > kMaxReason) text.resize(kMaxReason);
-  for (char& c : text) {
-    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-  }
-  return text;
-}
-
 std::string url_encode(std::string_view s) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
@@ -82,6 +59,27 @@ bool clickhouse_data_error(std::string_view body) noexcept {
 }
 
 }  // namespace
+
+std::string short_reason(const PostOutcome& o, const std::string& secret) {
+  // The whole text is masked before it is cut short, so a key the server echoes across
+  // the cut cannot leave its first characters behind; the search goes on after each
+  // mask, so a key that contains "***" cannot make it loop.
+  std::string text =
+      o.kind != PostOutcome::Kind::Response
+          ? o.error
+          : "HTTP " + std::to_string(o.status) + (o.body.empty() ? "" : ": " + o.body);
+  if (!secret.empty()) {
+    for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 3)) {
+      text.replace(at, secret.size(), "***");
+    }
+  }
+  constexpr std::size_t kMaxReason = 210;  // "HTTP nnn: " and 200 characters of body
+  if (text.size() > kMaxReason) text.resize(kMaxReason);
+  for (char& c : text) {
+    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+  }
+  return text;
+}
 
 FailureClass classify(const PostOutcome& o, bool clickhouse) noexcept {
   switch (o.kind) {
@@ -293,25 +291,30 @@ PostRequest Uploader::request_for(const Batch& batch, std::size_t begin, std::si
   PostRequest req;
   req.gzip = config_.gzip;
   req.body.assign(batch.body, batch.start(begin), batch.start(end) - batch.start(begin));
-  // The same records always carry the same key, so a receiver can drop a re-sent batch.
-  req.headers.emplace_back("Idempotency-Key", journal_.journal_id() + "-" +
-                                                  std::to_string(batch.refs[begin].seq) + "-" +
-                                                  std::to_string(batch.refs[end - 1].seq) + "-" +
-                                                  std::to_string(end - begin));
-  if (config_.format == UploadFormat::ClickHouse) {
-    const char sep = config_.target.find('?') == std::string::npos ? '?' : '&';
-    req.target = config_.target + sep + "query=" +
-                 url_encode("INSERT INTO " + config_.clickhouse_table + " FORMAT JSONEachRow");
-    req.content_type = "application/x-ndjson";
-    req.headers.emplace_back("X-ClickHouse-User", config_.clickhouse_user);
-    if (!config_.api_key.empty()) req.headers.emplace_back("X-ClickHouse-Key", config_.api_key);
-  } else {
-    req.target = config_.target;
-    req.content_type = "application/x-ndjson";
-    if (!config_.api_key.empty())
-      req.headers.emplace_back("Authorization", "Bearer " + config_.api_key);
-  }
+  address_post(req,
+               {config_.format, config_.target, config_.api_key, config_.clickhouse_table,
+                config_.clickhouse_user},
+               journal_.journal_id(), batch.refs[begin].seq, batch.refs[end - 1].seq, end - begin);
   return req;
+}
+
+void address_post(PostRequest& req, const Addressee& to, std::string_view journal_id,
+                  std::uint64_t first_seq, std::uint64_t last_seq, std::size_t count) {
+  // The same records always carry the same key, so a receiver can drop a re-sent batch.
+  req.headers.emplace_back("Idempotency-Key",
+                           std::string(journal_id) + "-" + std::to_string(first_seq) + "-" +
+                               std::to_string(last_seq) + "-" + std::to_string(count));
+  req.content_type = "application/x-ndjson";
+  if (to.format == UploadFormat::ClickHouse) {
+    const char sep = to.target.find('?') == std::string::npos ? '?' : '&';
+    req.target = to.target + sep + "query=" +
+                 url_encode("INSERT INTO " + to.clickhouse_table + " FORMAT JSONEachRow");
+    req.headers.emplace_back("X-ClickHouse-User", to.clickhouse_user);
+    if (!to.api_key.empty()) req.headers.emplace_back("X-ClickHouse-Key", to.api_key);
+  } else {
+    req.target = to.target;
+    if (!to.api_key.empty()) req.headers.emplace_back("Authorization", "Bearer " + to.api_key);
+  }
 }
 
 Uploader::Step Uploader::send_range(Batch& batch, std::size_t begin, std::size_t end,

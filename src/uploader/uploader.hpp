@@ -62,6 +62,28 @@ struct UploaderConfig {
   std::chrono::milliseconds backoff_cap{300000};
 };
 
+// Where and as whom a delivery posts: what every request of it carries.
+struct Addressee {
+  UploadFormat format;
+  const std::string& target;  // path and query of the endpoint
+  const std::string& api_key;
+  const std::string& clickhouse_table;
+  const std::string& clickhouse_user;
+};
+
+// Fills in the target, content type, credentials and Idempotency-Key of a POST of
+// `count` records, seq `first_seq` to `last_seq`, of journal `journal_id`, in the
+// format of `to` (the body and gzip are the caller's). The uploader and
+// flightlog-replay both address their requests with it, so they speak one protocol.
+void address_post(PostRequest& req, const Addressee& to, std::string_view journal_id,
+                  std::uint64_t first_seq, std::uint64_t last_seq, std::size_t count);
+
+// A short, single-line reason for a failed post (status and failed records): "HTTP nnn:
+// <start of the body>" or the transport's error, at most 210 characters, control
+// characters blanked. `secret` (the api_key) is masked wherever it appears, before the
+// cut, in case a server echoes it back.
+std::string short_reason(const PostOutcome& o, const std::string& secret);
+
 struct UploaderStatus {
   std::optional<std::chrono::system_clock::time_point> last_sync_time;
   std::uint64_t synced_total = 0;  // accepted by the receiver; counted after the delete commits

@@ -11,27 +11,6 @@ namespace flightlog::tools {
 
 namespace fd = flightlog::detail;
 
-namespace {
-
-constexpr std::size_t kReasonBytes = 200;
-
-std::string url_encode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xF]);
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
 Sender::Sender(const SendConfig& config, std::string journal_id, fd::Transport* transport)
     : config_(config),
       journal_id_(std::move(journal_id)),
@@ -53,45 +32,17 @@ void Sender::add(std::uint64_t seq, const fd::DecodedRecord& rec) {
 }
 
 std::string Sender::reason_of(const fd::PostOutcome& o) const {
-  std::string text;
-  if (o.kind != fd::PostOutcome::Kind::Response) {
-    text = o.error.substr(0, kReasonBytes);
-  } else {
-    const std::string body = o.body.substr(0, kReasonBytes);
-    text = "HTTP " + std::to_string(o.status) + (body.empty() ? "" : ": " + body);
-  }
-  for (char& c : text) {
-    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-  }
-  // A server may echo the key back: never print it.
-  const std::string& secret = config_.api_key;
-  if (!secret.empty()) {
-    for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
-      text.replace(at, secret.size(), "***");
-    }
-  }
-  return text;
+  return fd::short_reason(o, config_.api_key);
 }
 
 fd::PostRequest Sender::request_for(std::size_t begin, std::size_t end) const {
   fd::PostRequest req;
   req.gzip = config_.gzip;
   req.body.assign(body_, start(begin), start(end) - start(begin));
-  req.headers.emplace_back("Idempotency-Key", journal_id_ + "-" + std::to_string(seqs_[begin]) +
-                                                  "-" + std::to_string(seqs_[end - 1]) + "-" +
-                                                  std::to_string(end - begin));
-  req.content_type = "application/x-ndjson";
-  if (config_.format == UploadFormat::ClickHouse) {
-    const char sep = config_.target.find('?') == std::string::npos ? '?' : '&';
-    req.target = config_.target + sep + "query=" +
-                 url_encode("INSERT INTO " + config_.clickhouse_table + " FORMAT JSONEachRow");
-    req.headers.emplace_back("X-ClickHouse-User", config_.clickhouse_user);
-    if (!config_.api_key.empty()) req.headers.emplace_back("X-ClickHouse-Key", config_.api_key);
-  } else {
-    req.target = config_.target;
-    if (!config_.api_key.empty())
-      req.headers.emplace_back("Authorization", "Bearer " + config_.api_key);
-  }
+  fd::address_post(req,
+                   {config_.format, config_.target, config_.api_key, config_.clickhouse_table,
+                    config_.clickhouse_user},
+                   journal_id_, seqs_[begin], seqs_[end - 1], end - begin);
   return req;
 }
 
