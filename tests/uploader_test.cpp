@@ -201,9 +201,10 @@ TEST(Classify, FollowsTheDesignBrief) {
   }
   for (int s : {400, 413, 422})
     EXPECT_EQ(fd::classify(resp(s), false), fd::FailureClass::Rejected) << s;
-  for (int s : {401, 403, 404, 301}) {
+  for (int s : {401, 403, 404, 301, 101, 0, 99, 600, 999}) {
     EXPECT_EQ(fd::classify(resp(s), false), fd::FailureClass::Misconfigured) << s;
   }
+  EXPECT_EQ(fd::classify(resp(599), false), fd::FailureClass::Retryable);
   EXPECT_EQ(fd::classify(kind(K::Offline), false), fd::FailureClass::Offline);
   EXPECT_EQ(fd::classify(kind(K::SentNoResponse), false), fd::FailureClass::Retryable);
   EXPECT_EQ(fd::classify(kind(K::TlsFailure), false), fd::FailureClass::Misconfigured);

@@ -96,6 +96,9 @@ FailureClass classify(const PostOutcome& o, bool clickhouse) noexcept {
   }
   const int s = o.status;
   if (s >= 200 && s < 300) return FailureClass::None;
+  // A final status outside 200-599 (101 Switching Protocols, or no HTTP class at all):
+  // whatever answers there does not take uploads. Retrying would only use up attempts.
+  if (s < 200 || s >= 600) return FailureClass::Misconfigured;
   if (s == 408 || s == 429) return FailureClass::Retryable;
   if (s == 401 || s == 403 || s == 404 || (s >= 300 && s < 400)) return FailureClass::Misconfigured;
   if (s >= 400 && s < 500) return FailureClass::Rejected;

@@ -75,8 +75,8 @@ Exit status:
   4    the source journal was written by a newer flightlog
   5    some records were not delivered: rejected, given up after --max-attempts, the
        receiver unreachable, or a copy could not be committed (listed in the summary)
-  6    the receiver refused the set-up (TLS verification, 401/403/404, redirect):
-       nothing more was sent
+  6    the receiver refused the set-up (TLS verification, 401/403/404, redirect, a
+       status outside 200-599): nothing more was sent
   130  stopped by SIGINT or SIGTERM (the summary says what was sent)
 When several apply, the highest is returned.)";
 
