@@ -10,7 +10,8 @@
 // Checks: nothing crashes or reads out of bounds; the outcome does not depend on how
 // the bytes are split into reads (whole, or in small pieces); a response's status has
 // three digits, its kept body within the limit, its Retry-After >= 0; classify()
-// gives None exactly for 2xx, and a SentNoResponse is retryable. Runs with the
+// gives None exactly for 2xx, Misconfigured for a final status outside 200..599, and a
+// SentNoResponse is retryable. Runs with the
 // client's default limits, and once more with tiny ones (body limit and kept body).
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/error.hpp>
@@ -135,13 +136,17 @@ void check(const Outcome& got, const fd::HttpClientConfig& cfg) {
     FUZZ_CHECK(c == fd::FailureClass::None || c == fd::FailureClass::Rejected ||
                    c == fd::FailureClass::Retryable || c == fd::FailureClass::Misconfigured,
                "a response classified offline or cancelled");
+    if (o.status < 200 || o.status >= 600) {
+      FUZZ_CHECK(c == fd::FailureClass::Misconfigured,
+                 "status " + std::to_string(o.status) + " not a misconfiguration");
+    }
   }
   if (o.result != fd::HttpResult::Response) {
     FUZZ_CHECK(!o.error.empty(), "a failure without an error text");
     return;
   }
-  // Beast takes any three digits (000..999) as a status; classify() puts the ones
-  // outside 100..599 with the retryable failures.
+  // Beast takes any three digits (000..999) as a status; classify() calls a final one
+  // outside 200..599 a misconfiguration (checked above).
   FUZZ_CHECK(o.status <= 999, "status " + std::to_string(o.status));
   FUZZ_CHECK(o.body.size() <= cfg.kept_response_body, "a kept body over the limit");
   if (o.retry_after) {
