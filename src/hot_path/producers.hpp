@@ -42,6 +42,8 @@ struct alignas(64) Producer {
   ShapeMemo shapes;  // named-form shapes this producer logs as implicit schemas
 };
 
+static_assert(sizeof(Producer::tokens) <= 64, "the hot path expects the tokens on one line");
+
 class ProducerRegistry {
  public:
   // `id` comes from next_id(): never reused, so a thread's cache entry for a registry
