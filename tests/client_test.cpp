@@ -3,8 +3,9 @@
 // journal and through flightlog-dump's JSON).
 #include <gtest/gtest.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <simdjson.h>
-#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -573,9 +574,27 @@ TEST(Status, RecordsWaitingInTheWritersBatchAreCounted) {
   }
 }
 
-// A CRITICAL producer (Block policy) behind a writer stalled for a second: nothing is
-// dropped, and the waiting thread sleeps rather than spinning on the core the writer
-// needs.
+// The voluntary context switches of thread `tid` of this process so far: each one is
+// the thread blocking in the kernel (a sleep), never a spin or a sched_yield().
+static long voluntary_switches(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("voluntary_ctxt_switches:", 0) == 0) return std::stol(line.substr(24));
+  }
+  ADD_FAILURE() << "no voluntary_ctxt_switches for thread " << tid;
+  return 0;
+}
+
+static double cpu_seconds(clockid_t clock) {
+  timespec t{};
+  clock_gettime(clock, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
+}
+
+// A CRITICAL producer (Block policy) behind a writer stalled for 1.5 s: nothing is
+// dropped, and while it waits the thread sleeps rather than spinning on the core the
+// writer needs.
 TEST(FullPolicy, BlockedProducerSleepsWhileTheWriterIsStalled) {
   fl::test::TempDir tmp;
   const auto dir = tmp / "j";
@@ -588,34 +607,33 @@ TEST(FullPolicy, BlockedProducerSleepsWhileTheWriterIsStalled) {
     fl::Client c(o);
     lock.hold();
     std::atomic<int> ok{0};
-    double cpu_s = 0, wall_s = 0;
-    long sleeps = 0;  // voluntary context switches: the thread blocked in the kernel
+    std::atomic<pid_t> tid{0};
     std::thread producer([&] {
-      timespec c0{}, c1{};
-      rusage r0{}, r1{};
-      getrusage(RUSAGE_THREAD, &r0);
-      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
-      const auto w0 = std::chrono::steady_clock::now();
+      tid = static_cast<pid_t>(syscall(SYS_gettid));
       for (int i = 0; i < kRecords; ++i) {
         if (c.log_event("e", {{"i", i}}, fl::Priority::Critical) == fl::LogResult::Ok) ++ok;
       }
-      wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
-      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
-      getrusage(RUSAGE_THREAD, &r1);
-      sleeps = r1.ru_nvcsw - r0.ru_nvcsw;
-      cpu_s = static_cast<double>(c1.tv_sec - c0.tv_sec) +
-              static_cast<double>(c1.tv_nsec - c0.tv_nsec) / 1e9;
     });
-    std::this_thread::sleep_for(1500ms);
-    EXPECT_LT(ok.load(), kRecords);  // it is blocked: the queue is full
+    // It fills the queue within milliseconds (tens under a sanitizer) and then waits:
+    // watch it for 800 ms of that wait.
+    std::this_thread::sleep_for(700ms);
+    clockid_t cpu_clock{};
+    const bool have_clock = pthread_getcpuclockid(producer.native_handle(), &cpu_clock) == 0;
+    const double cpu0 = have_clock ? cpu_seconds(cpu_clock) : 0;
+    const long switches0 = voluntary_switches(tid.load());
+    std::this_thread::sleep_for(800ms);
+    const double cpu1 = have_clock ? cpu_seconds(cpu_clock) : 0;
+    const long switches1 = voluntary_switches(tid.load());
+    const int ok_while_stalled = ok.load();
     lock.release();
     producer.join();
+    EXPECT_TRUE(have_clock);
+    EXPECT_LT(ok_while_stalled, kRecords);  // it was blocked: the queue was full
     EXPECT_EQ(ok.load(), kRecords);
-    EXPECT_GE(wall_s, 1.0);
-    // It slept (a yield is not a voluntary switch, and a spin is no switch at all), and
-    // so left the core: spinning on an idle core would take about all of the 1.5 s.
-    EXPECT_GE(sleeps, 100);
-    EXPECT_LT(cpu_s, 0.5 * wall_s) << "cpu " << cpu_s << " s over " << wall_s << " s";
+    // It slept (a yield is not a voluntary switch, and a spin is no switch at all) and so
+    // left the core: spinning on an idle core would take about all of the 0.8 s.
+    EXPECT_GE(switches1 - switches0, 100);
+    EXPECT_LT(cpu1 - cpu0, 0.4) << "cpu seconds while blocked for 0.8 s";
     ASSERT_TRUE(c.flush_for(10s));
     const auto st = c.get_offline_status();
     EXPECT_EQ(st.committed_total, static_cast<std::uint64_t>(kRecords));

@@ -221,12 +221,11 @@ class Client::Impl {
                                               std::initializer_list<Value> in,
                                               std::initializer_list<Value> out,
                                               Priority p) noexcept {
-    const std::uint64_t now = read_clock();
     if (closed_.load(std::memory_order_relaxed)) return reject(hot_.closed, LogResult::Closed);
     if (schema_owner != id_ || in.size() != want_in || out.size() != want_out) {
       return reject(hot_.invalid, LogResult::Invalid);
     }
-    return log_schema_form(now, static_cast<std::uint16_t>(schema_id), in.begin(), in.size(),
+    return log_schema_form(static_cast<std::uint16_t>(schema_id), in.begin(), in.size(),
                            out.begin(), out.size(), p, nullptr, 0);
   }
 
@@ -237,8 +236,8 @@ class Client::Impl {
   //   `schema_id`); `pr` is the caller's producer; `names_bytes` is what the names would
   //   take, so max_record_bytes judges the record as the named form it was logged in.
   template <typename In, typename Out>
-  [[gnu::always_inline]] LogResult log_schema_form(std::uint64_t now, std::uint16_t schema_id,
-                                                   const In* in, std::size_t n_in, const Out* out,
+  [[gnu::always_inline]] LogResult log_schema_form(std::uint16_t schema_id, const In* in,
+                                                   std::size_t n_in, const Out* out,
                                                    std::size_t n_out, Priority p, Producer* pr,
                                                    std::size_t names_bytes) noexcept {
     constexpr bool kNamed = std::is_same_v<In, Field>;
@@ -271,6 +270,12 @@ class Client::Impl {
         if (pr == nullptr && (pr = local_producer()) == nullptr) {
           return reject(hot_.invalid, LogResult::Invalid);
         }
+        // The clock is read this late on purpose: rdtsc is microcoded and holds up the
+        // instructions behind it, so the loads the call depends on (the client's line,
+        // the thread's cache, the producer's tokens, which miss after an idle pause) are
+        // issued first and their misses overlap it. The record's time is a few ns later.
+        __builtin_prefetch(&pr->tokens[static_cast<std::size_t>(p) & 3]);
+        const std::uint64_t now = read_clock();
         const std::uint64_t head = header_word1(
             SlotHeader{now, schema_id, 1, RecordKind::Prediction, static_cast<std::uint8_t>(n_in),
                        static_cast<std::uint8_t>(n_out), 0});
@@ -295,7 +300,7 @@ class Client::Impl {
       // Short names can take less room than the schema form's padded tags: a record just
       // under the limit as named fields may not fit max_record_slots in the schema form.
       if (bytes > max_record_bytes_) {
-        return log_fields(now, RecordKind::Prediction, {}, in, n_in, out, n_out, p, pr);
+        return log_fields(read_clock(), RecordKind::Prediction, {}, in, n_in, out, n_out, p, pr);
       }
     } else if (bytes > max_record_bytes_) {
       return reject(hot_.too_large, LogResult::TooLarge);
@@ -304,7 +309,7 @@ class Client::Impl {
       return reject(hot_.invalid, LogResult::Invalid);
     }
 
-    const SlotHeader h{now,
+    const SlotHeader h{read_clock(),
                        schema_id,
                        static_cast<std::uint16_t>(slots_for(bytes)),
                        RecordKind::Prediction,
@@ -339,7 +344,6 @@ class Client::Impl {
   // the general path lives out of line.
   [[gnu::always_inline]] LogResult log_named(const Field* in, std::size_t n_in, const Field* out,
                                              std::size_t n_out, Priority p) noexcept {
-    const std::uint64_t now = read_clock();
     if (closed_.load(std::memory_order_relaxed)) return reject(hot_.closed, LogResult::Closed);
     Producer* pr = local_producer();
     if (pr != nullptr) {
@@ -348,11 +352,10 @@ class Client::Impl {
         shape = learn_shape(*pr, in, n_in, out, n_out);
       }
       if (shape.schema_id != 0) {
-        return log_schema_form(now, shape.schema_id, in, n_in, out, n_out, p, pr,
-                               shape.names_bytes);
+        return log_schema_form(shape.schema_id, in, n_in, out, n_out, p, pr, shape.names_bytes);
       }
     }
-    return log_fields(now, RecordKind::Prediction, {}, in, n_in, out, n_out, p, pr);
+    return log_fields(read_clock(), RecordKind::Prediction, {}, in, n_in, out, n_out, p, pr);
   }
 
   LogResult log_event(std::string_view name, const Field* fields, std::size_t n,
