@@ -296,13 +296,20 @@ TEST_F(UploaderTest, AutoSyncRunsOnTheIntervalAndWhenABatchIsFull) {
   o.offline_sync_interval = std::chrono::hours(1);  // only a full batch can trigger it
   o.upload_batch_max_records = 100;
   fl::Client c(o);
-  log_numbered(c, 0, 450);
-  for (int i = 0; i < 100 && c.get_offline_status().synced_total < 450; ++i) {
+  log_numbered(c, 0, 450);  // and flushed: all 450 are in the journal
+  // Full batches start passes long before the interval. A pass ships what is committed
+  // when it runs; a slow logger (a sanitizer build) may leave fewer than a batch behind
+  // it, and those wait for the interval. So: passes go on until less than a batch waits.
+  auto st = c.get_offline_status();
+  for (int i = 0; i < 200 && !(st.queue_size < 100 && st.synced_total + st.queue_size == 450);
+       ++i) {
     std::this_thread::sleep_for(50ms);
+    st = c.get_offline_status();
   }
-  // A full batch started a pass long before the interval, and the pass drained it all.
-  EXPECT_EQ(c.get_offline_status().synced_total, 450u);
-  EXPECT_GE(rx_batch.request_count(), 5u);
+  EXPECT_LT(st.queue_size, 100u);
+  EXPECT_EQ(st.synced_total + st.queue_size, 450u);
+  EXPECT_GE(st.synced_total, 351u);
+  EXPECT_GE(rx_batch.request_count(), 4u);
 }
 
 TEST_F(UploaderTest, RetryableFailuresCountAttemptsThenFailThenRetryFailedDelivers) {
