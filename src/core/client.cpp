@@ -141,9 +141,7 @@ SlotQueue make_queue(const Options& o) {
 class Client::Impl {
  public:
   explicit Impl(Options o)
-      : clock_(o.clock_source == ClockSource::Cached ? HotClock::Cached
-               : init_hot_clock()                    ? HotClock::Tsc
-                                                     : HotClock::Realtime),
+      : clock_(hot_clock_for(o.clock_source)),
         id_(g_next_client_id.fetch_add(1)),
         producers_id_(ProducerRegistry::next_id()),
         max_record_bytes_(o.max_record_bytes),
@@ -153,7 +151,6 @@ class Client::Impl {
         queues_{make_queue(options_), make_queue(options_), make_queue(options_),
                 make_queue(options_)},
         producers_(producers_id_, queues_, options_.max_producer_threads, max_record_slots_) {
-    init_hot_clock();  // the writer converts TSC ticks even when the hot path reads no clock
     JournalConfig jc;
     jc.dir = options_.offline_dir;
     jc.durability = options_.durability;
@@ -578,6 +575,13 @@ class Client::Impl {
 
   // Where read_clock() takes a record's time: decided once, read from the hot line.
   enum class HotClock : std::uint8_t { Tsc, Realtime, Cached };
+  // Decides the TSC question first in any case: the writer converts TSC ticks even when
+  // the hot path reads a cached clock.
+  static HotClock hot_clock_for(ClockSource source) {
+    const bool tsc = init_hot_clock();
+    if (source == ClockSource::Cached) return HotClock::Cached;
+    return tsc ? HotClock::Tsc : HotClock::Realtime;
+  }
 
   // What every log call reads, together on one cache line, ahead of everything else.
   // A call after an idle pause finds these in one line instead of several: that first

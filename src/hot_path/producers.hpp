@@ -55,16 +55,9 @@ class ProducerRegistry {
   ProducerRegistry(const ProducerRegistry&) = delete;
   ProducerRegistry& operator=(const ProducerRegistry&) = delete;
 
-  // The calling thread's producer, or nullptr when max_producers threads already hold
-  // one. The first call of a thread allocates; later calls hit a thread-local cache.
-  Producer* local() noexcept {
-    if (Producer* p = cached(id_)) return p;
-    return local_slow();
-  }
-
-  // The hot path's half of local(): the calling thread's producer of registry `id` if
-  // its thread-local cache holds it, else nullptr (then call local_slow()). Static, so
-  // a caller that keeps the id on a cache line it reads anyway touches no registry line.
+  // The calling thread's producer of registry `id` if its thread-local cache holds it,
+  // else nullptr (then call local_slow()). Static, so a caller that keeps the id on a
+  // cache line it reads anyway touches no registry line.
   [[gnu::always_inline]] static Producer* cached(std::uint64_t id) noexcept {
     // Entry 0 first and apart, so the usual hit (one client) falls straight through.
     if (t_cache_[0].owner == id) [[likely]] {
