@@ -50,7 +50,7 @@ struct Config {
   int burst_size = 20;                    // calls per burst; also the per-call pacing group
   int warmup_bursts = 100;                // per thread and round, before measuring, not recorded
   std::size_t percall_calls = 1'000'000;  // per configuration, split over rounds and threads
-  int rounds = 5;                         // contestants take turns this many times (see below)
+  int rounds = 10;                        // contestants take turns this many times (see below)
 };
 
 // ---- The measurement loop --------------------------------------------------------------
@@ -294,7 +294,10 @@ class SpdlogContestant {
 // contestant once, with a fresh instance (new journal, new queue, new log file) and its
 // share of the bursts or calls. On a shared machine a neighbour's build that starts or
 // stops mid-run then lands on every contestant alike, instead of on whichever one was
-// running at that moment, so the ratios stay meaningful.
+// running at that moment, so the ratios stay meaningful. There are 10 rounds because an
+// instance's p50 itself varies: on this VM one round's p50 can be twice the next one's
+// for the same contestant (where its memory and threads land), and with 4-5 rounds that
+// alone moved the schema/floor ratio by +-0.2 from run to run.
 
 struct Result {
   std::string contestant;

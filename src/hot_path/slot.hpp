@@ -31,6 +31,20 @@ namespace flightlog::detail {
 
 inline constexpr std::size_t kSlotBytes = 64;
 
+// Asks for the cache line at `address` in a writable state, ahead of a store to it. A
+// hint: it never faults, whatever the address. x86-64: PREFETCHW, which CPUs that predate
+// it execute as a NOP (the compiler emits it for __builtin_prefetch only with -mprfchw).
+inline void prefetch_for_write(std::uintptr_t address) noexcept {
+#if defined(__x86_64__)
+  asm volatile("prefetchw %0" : : "m"(*reinterpret_cast<const char*>(address)));
+#else
+  __builtin_prefetch(reinterpret_cast<const void*>(address), 1, 3);
+#endif
+}
+
+// How far ahead, in slots, a slot copy prefetches its destination (see Slot).
+inline constexpr std::size_t kPrefetchAhead = 2;
+
 // Copied in 16-byte pieces on purpose. The hot path builds a slot on its stack and
 // moodycamel copies it into the queue. A CPU forwards a load from a pending store only
 // when the load lies within that one store; the compiler's default copy of 64 bytes uses
@@ -38,6 +52,16 @@ inline constexpr std::size_t kSlotBytes = 64;
 // until those reach the cache (a store-forwarding stall, several ns per call). The fast
 // path therefore writes its slot with 16-byte stores (store16) and the copy reads it
 // back with loads of the same size and place.
+//
+// A copy also prefetches, for writing, the slot kPrefetchAhead places further on. In the
+// queue that is where this producer's next records go: their lines were last read by the
+// writer on the other core, and a store to such a line first waits for the other core to
+// give it up (a cross-core round trip, longer than one call here). Asked for ahead, that
+// wait overlaps the calls in between, so a burst of calls no longer pays it one after
+// another. Past the end of a block the hint lands on the block's bookkeeping or on
+// nothing; it is only a hint. Measured (3 alternating runs against the build before,
+// burst method, 1 thread): schema form p50 1.26-1.48x the raw enqueue before, 1.11-1.18x
+// after.
 struct alignas(kSlotBytes) Slot {
   std::byte bytes[kSlotBytes];
 
@@ -61,6 +85,7 @@ struct alignas(kSlotBytes) Slot {
 
  private:
   void copy_from(const Slot& other) noexcept {
+    prefetch_for_write(reinterpret_cast<std::uintptr_t>(this) + kPrefetchAhead * kSlotBytes);
 #if defined(__SSE2__)
     for (std::size_t i = 0; i < kSlotBytes / 16; ++i) {
       _mm_store_si128(reinterpret_cast<__m128i*>(bytes) + i,
