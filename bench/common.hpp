@@ -9,6 +9,7 @@
 #include <x86intrin.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -22,9 +23,29 @@
 #include <thread>
 #include <vector>
 
+#include "flightlog/options.hpp"
 #include "flightlog/value.hpp"
 
 namespace flightlog::bench {
+
+// ---- Durability modes, as the benchmarks name them ----------------------------------------
+
+inline constexpr std::array<Durability, 4> kDurabilityModes{
+    Durability::Full, Durability::NoMetaSync, Durability::Periodic, Durability::None};
+
+inline const char* durability_name(Durability d) {
+  switch (d) {
+    case Durability::Full:
+      return "Full";
+    case Durability::NoMetaSync:
+      return "NoMetaSync";
+    case Durability::Periodic:
+      return "Periodic";
+    case Durability::None:
+      return "None";
+  }
+  return "?";
+}
 
 // ---- Timing with the time-stamp counter ------------------------------------------------
 

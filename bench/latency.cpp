@@ -51,6 +51,7 @@ struct Config {
   int warmup_bursts = 100;                // per thread and round, before measuring, not recorded
   std::size_t percall_calls = 1'000'000;  // per configuration, split over rounds and threads
   int rounds = 10;                        // contestants take turns this many times (see below)
+  fl::Durability durability = fl::Durability::Full;  // flightlog's contestants (default Options)
 };
 
 // ---- The measurement loop --------------------------------------------------------------
@@ -123,7 +124,7 @@ class FloorContestant {
  public:
   using Queue = moodycamel::ConcurrentQueue<Pod64>;
 
-  explicit FloorContestant(int threads)
+  FloorContestant(int threads, const Config&)
       // Preallocated like flightlog's queues (4096 slots per producer): try_enqueue never
       // allocates, so it fails rather than mallocs when the pool runs out.
       : queue_(std::size_t{4096} * static_cast<std::size_t>(threads),
@@ -197,8 +198,8 @@ class FloorContestant {
 template <bool Named, bool Cached = false>
 class FlightlogContestant {
  public:
-  explicit FlightlogContestant(int threads)
-      : client_(options(dir_.path(), threads)),
+  FlightlogContestant(int threads, const Config& cfg)
+      : client_(options(dir_.path(), threads, cfg.durability)),
         schema_(client_.schema({"feature1", "feature2", "feature3", "feature4"}, {"prediction"})) {}
 
   struct Call {
@@ -237,8 +238,10 @@ class FlightlogContestant {
   }
 
  private:
-  static fl::Options options(const std::filesystem::path& dir, int threads) {
+  static fl::Options options(const std::filesystem::path& dir, int threads,
+                             fl::Durability durability) {
     fl::Options o;
+    o.durability = durability;
     o.offline_dir = dir / "journal";
     o.max_producer_threads = std::max(o.max_producer_threads, static_cast<std::size_t>(threads));
     if (Cached) o.clock_source = fl::ClockSource::Cached;
@@ -255,7 +258,7 @@ class FlightlogContestant {
 // bounded queue; a pool thread writes it to the file. overrun_oldest: never blocks.
 class SpdlogContestant {
  public:
-  explicit SpdlogContestant(int)
+  SpdlogContestant(int, const Config&)
       : pool_(std::make_shared<spdlog::details::thread_pool>(8192, 1)),
         logger_(std::make_shared<spdlog::async_logger>(
             "bench",
@@ -322,7 +325,7 @@ std::string run_round(std::vector<double>& samples, int threads, Method method,
   const std::size_t per_thread_calls =
       round_cfg.percall_calls / static_cast<std::size_t>(threads) / group * group;
   std::vector<std::vector<double>> per_thread(static_cast<std::size_t>(threads));
-  Contestant contestant(threads);
+  Contestant contestant(threads, round_cfg);
   std::mutex done_mu;
   StartGate gate;
   std::vector<std::thread> producers;
@@ -480,8 +483,10 @@ void write_markdown(const std::filesystem::path& file, const std::vector<Result>
      << "- floor = `moodycamel::ConcurrentQueue<Pod64>::try_enqueue(token, pod)`; floor+tsc = "
      << "the same with one `rdtsc` stored in the pod (an ablation: what a per-record hot-path "
      << "timestamp alone costs beside the floor; not a target); schema / "
-     << "named = flightlog's two forms of `log_prediction` (default Options: Durability::Full, "
-     << "ClockSource::Precise); schema+cached / named+cached = the same with "
+     << "named = flightlog's two forms of `log_prediction` (default Options, "
+     << (cfg.durability == fl::Durability::Full ? "" : "except ")
+     << "Durability::" << durability_name(cfg.durability)
+     << ", ClockSource::Precise); schema+cached / named+cached = the same with "
      << "ClockSource::Cached (the writer's clock word instead of an rdtsc per call); "
      << "spdlog = async logger, `overrun_oldest`, basic file sink, same five values.\n\n";
   for (Method m : {Method::Burst, Method::PerCall}) {
@@ -600,9 +605,18 @@ int main(int argc, char** argv) {
   app.add_option("--burst-size", cfg.burst_size, "Calls per burst / per pacing group");
   app.add_option("--warmup-bursts", cfg.warmup_bursts, "Unrecorded bursts per thread and round");
   app.add_option("--rounds", cfg.rounds, "Turns the contestants take (interleaved)");
+  std::vector<std::string> durability_names;
+  for (fl::Durability d : kDurabilityModes) durability_names.emplace_back(durability_name(d));
+  std::string durability = durability_name(cfg.durability);
+  app.add_option("--durability", durability,
+                 "flightlog's durability mode (default Full, the library's default)")
+      ->check(CLI::IsMember(durability_names));
   app.add_option("--percall-calls", cfg.percall_calls,
                  "Timed calls per configuration, split over its threads (per-call method)");
   CLI11_PARSE(app, argc, argv);
+  for (fl::Durability d : kDurabilityModes) {
+    if (durability == durability_name(d)) cfg.durability = d;
+  }
 
   const TscClock clock;
   const double overhead = timer_overhead_ns(clock);

@@ -45,23 +45,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr std::array<fl::Durability, 4> kModes{fl::Durability::Full, fl::Durability::NoMetaSync,
-                                               fl::Durability::Periodic, fl::Durability::None};
-
-const char* mode_name(fl::Durability d) {
-  switch (d) {
-    case fl::Durability::Full:
-      return "Full";
-    case fl::Durability::NoMetaSync:
-      return "NoMetaSync";
-    case fl::Durability::Periodic:
-      return "Periodic";
-    case fl::Durability::None:
-      return "None";
-  }
-  return "?";
-}
-
 struct Workload {
   std::string name;
   std::vector<fl::Priority> priorities;  // one per record
@@ -319,9 +302,9 @@ void write_outputs(const std::filesystem::path& out, const std::vector<Sample>& 
     std::ofstream csv(out / "throughput.csv");
     csv << "contestant,workload,producers,durability,records,rep,seconds,records_per_s,warning\n";
     for (const auto& s : samples) {
-      csv << s.contestant << ',' << s.workload << ',' << s.producers << ',' << mode_name(s.mode)
-          << ',' << s.records << ',' << s.rep << ',' << fixed(s.seconds, 6) << ','
-          << fixed(s.rate(), 0) << ",\"" << s.warning << "\"\n";
+      csv << s.contestant << ',' << s.workload << ',' << s.producers << ','
+          << durability_name(s.mode) << ',' << s.records << ',' << s.rep << ','
+          << fixed(s.seconds, 6) << ',' << fixed(s.rate(), 0) << ",\"" << s.warning << "\"\n";
     }
   }
   const auto sum = summarise(samples);
@@ -331,7 +314,7 @@ void write_outputs(const std::filesystem::path& out, const std::vector<Sample>& 
            "min_records_per_s,max_records_per_s\n";
     for (const auto& [k, s] : sum) {
       csv << std::get<0>(k) << ',' << std::get<1>(k) << ',' << std::get<2>(k) << ','
-          << mode_name(std::get<3>(k)) << ',' << s.records << ',' << s.runs << ','
+          << durability_name(std::get<3>(k)) << ',' << s.records << ',' << s.runs << ','
           << fixed(s.median, 0) << ',' << fixed(s.min, 0) << ',' << fixed(s.max, 0) << '\n';
     }
   }
@@ -375,11 +358,12 @@ void write_outputs(const std::filesystem::path& out, const std::vector<Sample>& 
     md << "\n|---|";
     for (std::size_t i = 0; i < producer_counts.size() * 3 + 2; ++i) md << "---:|";
     md << "\n";
-    for (fl::Durability m : kModes) {
+    for (fl::Durability m : kDurabilityModes) {
       const Summary* lmdb = get("lmdb", w, 1, m);
       const Summary* sqlite = get("sqlite", w, 1, m);
       if (!lmdb && !sqlite && !get("flightlog", w, producer_counts.front(), m)) continue;
-      md << "| " << mode_name(m) << (m == fl::Options{}.durability ? " (default)" : "") << " |";
+      md << "| " << durability_name(m) << (m == fl::Options{}.durability ? " (default)" : "")
+         << " |";
       for (int p : producer_counts) md << ' ' << cell(get("flightlog", w, p, m)) << " |";
       md << ' ' << cell(lmdb) << " | " << cell(sqlite) << " |";
       for (int p : producer_counts) md << ' ' << ratio(get("flightlog", w, p, m), lmdb) << " |";
@@ -391,7 +375,7 @@ void write_outputs(const std::filesystem::path& out, const std::vector<Sample>& 
   for (const auto& s : samples) {
     if (!s.warning.empty()) {
       md << "**Warning:** " << s.contestant << ' ' << s.workload << ' ' << s.producers << "p "
-         << mode_name(s.mode) << " run " << s.rep << ": " << s.warning << "\n\n";
+         << durability_name(s.mode) << " run " << s.rep << ": " << s.warning << "\n\n";
     }
   }
 
@@ -401,7 +385,7 @@ void write_outputs(const std::filesystem::path& out, const std::vector<Sample>& 
   const Summary* l = get("lmdb", "W1", 1, def);
   const Summary* q = get("sqlite", "W1", 1, def);
   std::vector<Target> targets;
-  const std::string mode = std::string(" (W1; 1 producer; ") + mode_name(def) + ")";
+  const std::string mode = std::string(" (W1; 1 producer; ") + durability_name(def) + ")";
   if (f && l)
     targets.push_back(
         {"throughput: flightlog / raw LMDB" + mode, f->median / l->median, 0.8, false});
@@ -455,7 +439,7 @@ int main(int argc, char** argv) {
 
   std::vector<Sample> samples;
   auto record = [&](Sample s) {
-    std::cout << "  run " << s.rep << ' ' << mode_name(s.mode) << ' ' << s.workload << ' '
+    std::cout << "  run " << s.rep << ' ' << durability_name(s.mode) << ' ' << s.workload << ' '
               << s.contestant << ' ' << s.producers << "p: " << rate_text(s.rate())
               << " records/s (" << fixed(s.seconds, 2) << " s)" << std::endl;
     if (!s.warning.empty()) std::cerr << "WARNING: " << s.warning << std::endl;
@@ -463,8 +447,8 @@ int main(int argc, char** argv) {
   };
   // Repetitions outermost, so slow drifts of a shared machine touch every contestant.
   for (int rep = 1; rep <= counts.reps; ++rep) {
-    for (fl::Durability mode : kModes) {
-      if (!wanted(modes, mode_name(mode))) continue;
+    for (fl::Durability mode : kDurabilityModes) {
+      if (!wanted(modes, durability_name(mode))) continue;
       const bool synced = mode == fl::Durability::Full || mode == fl::Durability::NoMetaSync;
       const std::size_t n = synced ? counts.records_synced : counts.records;
       for (std::size_t wi = 0; wi < workloads.size(); ++wi) {
