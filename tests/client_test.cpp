@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <sched.h>
 #include <simdjson.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -16,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <random>
 #include <set>
 #include <string>
@@ -147,6 +149,13 @@ INSTANTIATE_TEST_SUITE_P(
                                 [](fl::Options& o, auto&) { o.enable_offline = false; }},
                       BadOption{"offline_dir",
                                 [](fl::Options& o, auto&) { o.offline_dir.clear(); }},
+                      BadOption{"background_cpus",
+                                [](fl::Options& o, auto&) {
+                                  o.background_cpus = {static_cast<unsigned>(
+                                      sysconf(_SC_NPROCESSORS_CONF))};  // one past the last
+                                }},
+                      BadOption{"background_cpus",
+                                [](fl::Options& o, auto&) { o.background_cpus = {0, 1u << 20}; }},
                       // Unwritable: a path whose parent is a regular file (root ignores mode bits).
                       BadOption{"offline_dir",
                                 [](fl::Options& o, const std::filesystem::path& tmp) {
@@ -650,6 +659,65 @@ TEST(Status, DestructorCommitsWithoutFlush) {
     for (int i = 0; i < 1000; ++i) ASSERT_EQ(c.log_event("e", {{"i", i}}), fl::LogResult::Ok);
   }
   EXPECT_EQ(read_journal(tmp / "j").size(), 1000u);
+}
+
+// ---- flightlog's own threads ------------------------------------------------------------------
+
+// The CPUs a thread of this process may run on, as /proc/self/task/<tid>/status lists them.
+std::string cpus_allowed_list(const std::string& tid) {
+  const std::string status = fl::test::read_whole_file("/proc/self/task/" + tid + "/status");
+  const std::string key = "Cpus_allowed_list:";
+  const auto at = status.find(key);
+  if (at == std::string::npos) return "?";
+  const auto begin = status.find_first_not_of(" \t", at + key.size());
+  return status.substr(begin, status.find('\n', begin) - begin);
+}
+
+// Thread name -> Cpus_allowed_list, for this process's threads named fl-*.
+std::map<std::string, std::string> flightlog_threads() {
+  std::map<std::string, std::string> out;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::string name = fl::test::read_whole_file(task.path() / "comm");
+    if (!name.empty() && name.back() == '\n') name.pop_back();
+    if (name.rfind("fl-", 0) == 0) out[name] = cpus_allowed_list(task.path().filename());
+  }
+  return out;
+}
+
+TEST(Threads, BackgroundCpusPinEveryThreadOfTheClientAndLeaveTheCallersSetAlone) {
+  cpu_set_t before;
+  ASSERT_EQ(pthread_getaffinity_np(pthread_self(), sizeof before, &before), 0);
+  if (CPU_COUNT(&before) < 2) GTEST_SKIP() << "needs a process allowed on 2 CPUs";
+  int last = -1;  // the highest CPU the caller may use: not the whole set, so pinning shows
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &before)) last = c;
+  }
+  fl::test::TempDir tmp;
+  auto o = fl::test::test_options(tmp / "j");
+  o.endpoint = "https://127.0.0.1:9/v1";  // never reached: auto-sync is off
+  o.offline_auto_sync = false;
+  o.background_cpus = {static_cast<unsigned>(last)};
+  {
+    fl::Client c(o);
+    const auto threads = flightlog_threads();
+    const std::map<std::string, std::string> want{{"fl-commit", std::to_string(last)},
+                                                  {"fl-drain", std::to_string(last)},
+                                                  {"fl-upload", std::to_string(last)}};
+    EXPECT_EQ(threads, want);
+    cpu_set_t after;
+    ASSERT_EQ(pthread_getaffinity_np(pthread_self(), sizeof after, &after), 0);
+    EXPECT_TRUE(CPU_EQUAL(&before, &after)) << "the constructor left its caller pinned";
+    ASSERT_EQ(c.log_event("e", {{"i", 1}}), fl::LogResult::Ok);
+    c.flush();
+    EXPECT_EQ(c.get_offline_status().committed_total, 1u);
+  }
+  EXPECT_TRUE(flightlog_threads().empty());  // all joined with the client
+
+  o.background_cpus.clear();  // the default: threads run wherever the caller may
+  fl::Client c(o);
+  for (const auto& [name, cpus] : flightlog_threads()) {
+    EXPECT_EQ(cpus, cpus_allowed_list(std::to_string(syscall(SYS_gettid)))) << name;
+  }
 }
 
 // ---- The api_key stays in memory -------------------------------------------------------------

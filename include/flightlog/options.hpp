@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "flightlog/value.hpp"
 
@@ -201,6 +202,21 @@ struct Options {
   // (reason: journal full). The file never shrinks.
   std::size_t journal_initial_bytes = std::size_t{64} << 20;  // 64 MiB
   std::size_t journal_max_bytes = std::size_t{4} << 30;       // 4 GiB
+
+  // --- Threads -------------------------------------------------------------------
+
+  // CPUs (numbered as in /proc/cpuinfo) that flightlog's own threads may run on: the
+  // writer's drain and commit threads and the uploader (named fl-drain, fl-commit and
+  // fl-upload in `top -H`). Empty (the default): wherever the scheduler puts them.
+  //
+  // Set it when your logging threads are pinned, to keep flightlog off their cores. The
+  // writer wakes for every batch; when the other cores are busy, the scheduler may wake
+  // it on a logging thread's core and preempt that thread mid-call, which is what the
+  // tail of the hot path's latency is made of on a small machine. The trade-off: pinned
+  // threads cannot move to an idle core, so the CPUs you give them should not be the
+  // busiest. The constructor throws flightlog::Error for a CPU the machine does not
+  // have, or a set none of whose CPUs this process may use.
+  std::vector<unsigned> background_cpus;
 };
 
 }  // namespace flightlog

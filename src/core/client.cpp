@@ -18,6 +18,7 @@
 #include "core/counters.hpp"
 #include "core/crash_flush.hpp"
 #include "core/options_check.hpp"
+#include "core/threads.hpp"
 #include "hot_path/clock.hpp"
 #include "hot_path/producers.hpp"
 #include "hot_path/queue.hpp"
@@ -168,6 +169,9 @@ class alignas(64) Client::Impl {
     jc.initial_map_bytes = options_.journal_initial_bytes;
     jc.max_map_bytes = options_.journal_max_bytes;
     journal_ = Journal::open_for_writing(jc);
+    // The writer's and the uploader's threads start inside this scope, so they are born
+    // on the background CPUs; the caller's own CPU set is back when the constructor ends.
+    const ScopedThreadAffinity background(options_.background_cpus);
     WriterConfig wc;
     wc.batch_max_records = options_.batch_max_records;
     wc.batch_max_delay = options_.batch_max_delay;

@@ -1,5 +1,8 @@
 #include "core/options_check.hpp"
 
+#include <sched.h>
+#include <unistd.h>
+
 #include <cctype>
 #include <string>
 #include <string_view>
@@ -100,6 +103,12 @@ void validate_options(const Options& o) {
           "must be at least journal_initial_bytes");
   require(o.journal_max_bytes <= (std::size_t{1} << 40), "journal_max_bytes",
           "must be at most 1 TiB, got " + n(o.journal_max_bytes));
+  const long cpus = sysconf(_SC_NPROCESSORS_CONF);
+  for (unsigned cpu : o.background_cpus) {
+    require(cpu < CPU_SETSIZE && static_cast<long>(cpu) < cpus, "background_cpus",
+            "CPU " + n(cpu) + " does not exist (this machine has CPUs 0-" +
+                std::to_string(cpus - 1) + ")");
+  }
 }
 
 }  // namespace flightlog::detail

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "core/crash_point.hpp"
+#include "core/threads.hpp"
 #include "format/json.hpp"
 #include "format/record.hpp"
 #include "writer/writer.hpp"
@@ -116,6 +117,7 @@ Uploader::Uploader(const UploaderConfig& config, Journal& journal, Writer& write
       transport_(std::move(transport)),
       backoff_(config.backoff_base, config.backoff_cap, std::random_device{}()) {
   thread_ = std::thread([this] { run(); });
+  name_thread(thread_, "fl-upload");
 }
 
 Uploader::~Uploader() {

@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "core/threads.hpp"
+
 namespace flightlog::detail {
 
 namespace {
@@ -68,7 +70,9 @@ Writer::Writer(const WriterConfig& config, Journal& journal, QueueSet& queues,
   last_device_sync_ = last_calibration_ = last_clock_tick_ = std::chrono::steady_clock::now();
   if (config_.cached_clock != nullptr) config_.cached_clock->refresh();
   commit_thread_ = std::thread([this] { commit_loop(); });
+  name_thread(commit_thread_, "fl-commit");
   drain_thread_ = std::thread([this] { drain_loop(); });
+  name_thread(drain_thread_, "fl-drain");
 }
 
 Writer::~Writer() {

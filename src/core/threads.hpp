@@ -1,0 +1,41 @@
+// flightlog's own threads: their names, and the CPUs they may run on.
+//
+// A client starts up to three threads: the writer's drain and commit threads and, with an
+// endpoint, the uploader. Each is named as it starts (name_thread), so `top -H`, `perf`
+// and debuggers show which is which. Options::background_cpus keeps all three off the cores
+// the caller's hot threads run on; ScopedThreadAffinity is how the constructor applies it.
+#pragma once
+
+#include <sched.h>
+
+#include <thread>
+#include <vector>
+
+namespace flightlog::detail {
+
+// Names `thread` (at most 15 characters, as Linux allows), before the creator returns, so
+// the name is there as soon as anyone can look. Best effort: a name is a label for tools,
+// and nothing depends on it.
+void name_thread(std::thread& thread, const char* name) noexcept;
+
+// Restricts the calling thread to `cpus` for the guard's lifetime; threads it starts
+// meanwhile are born with the same restriction (Linux threads inherit their creator's
+// CPU set), which is how they start pinned before running a single instruction
+// elsewhere. The destructor restores the calling thread's previous set. An empty list
+// changes nothing.
+//
+// Throws flightlog::Error naming `background_cpus` when the set cannot be applied (for
+// example, no CPU of it is available to this process under its cpuset).
+class ScopedThreadAffinity {
+ public:
+  explicit ScopedThreadAffinity(const std::vector<unsigned>& cpus);
+  ~ScopedThreadAffinity();
+  ScopedThreadAffinity(const ScopedThreadAffinity&) = delete;
+  ScopedThreadAffinity& operator=(const ScopedThreadAffinity&) = delete;
+
+ private:
+  bool changed_ = false;
+  cpu_set_t saved_;
+};
+
+}  // namespace flightlog::detail
