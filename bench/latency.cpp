@@ -2,7 +2,7 @@
 // inputs, 1 double output, priority NORMAL), against the floor of the queue flightlog is
 // built on and against spdlog's asynchronous logger. Method: /work/shared/bench-method.md.
 //
-// Contestants, run one after another, each with its own consumer thread running:
+// Contestants, run one after another, each with its own consumer thread(s) running:
 //   floor   moodycamel::ConcurrentQueue<Pod64>::try_enqueue(token, pod) of a 64-byte POD
 //           with a producer token; a consumer drains it the way flightlog's writer does
 //           (per producer, 1,024 at a time, sleeping 1 ms when everything is empty)
@@ -16,13 +16,23 @@
 //             the figure is the caller's cost, not a full queue's.
 //   per-call  rdtsc around every single call, with the same pause every 20 calls. The
 //             samples include the timer's own cost (printed as "timer overhead").
+//
+// Placements: free (no thread pinned) and pinned (1 producer on CPU 0, each contestant's
+// own threads on the other CPUs). On 2 cores, a contestant with more threads of its own
+// (flightlog's writer has two) is more often woken on the producer's core when free; the
+// "preempted" column counts how often a producer lost its core.
 #include <concurrentqueue/concurrentqueue.h>
 #include <spdlog/async.h>
 #include <spdlog/async_logger.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <CLI/CLI.hpp>
 
+#include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -52,7 +62,30 @@ struct Config {
   std::size_t percall_calls = 1'000'000;  // per configuration, split over rounds and threads
   int rounds = 10;                        // contestants take turns this many times (see below)
   fl::Durability durability = fl::Durability::Full;  // flightlog's contestants (default Options)
+  // --pin: producer threads on CPU 0, every contestant's own threads (the floor's
+  // consumer, flightlog's writer, spdlog's worker) on the other CPUs, each by its own
+  // means. Off: the scheduler places every thread.
+  bool pin = false;
 };
+
+// The CPUs of --pin: the producers' and everything else's.
+const std::vector<unsigned> kProducerCpus{0};
+std::vector<unsigned> consumer_cpus() {
+  std::vector<unsigned> out;
+  for (unsigned c = 1; c < std::thread::hardware_concurrency(); ++c) out.push_back(c);
+  return out;
+}
+
+// Restricts the calling thread to `cpus`.
+void pin_to(const std::vector<unsigned>& cpus) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (unsigned c : cpus) CPU_SET(c, &set);
+  if (int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set); rc != 0) {
+    std::cerr << "pthread_setaffinity_np: " << std::strerror(rc) << std::endl;
+    std::exit(1);
+  }
+}
 
 // ---- The measurement loop --------------------------------------------------------------
 
@@ -124,7 +157,7 @@ class FloorContestant {
  public:
   using Queue = moodycamel::ConcurrentQueue<Pod64>;
 
-  FloorContestant(int threads, const Config&)
+  FloorContestant(int threads, const Config& cfg)
       // Preallocated like flightlog's queues (4096 slots per producer): try_enqueue never
       // allocates, so it fails rather than mallocs when the pool runs out.
       : queue_(std::size_t{4096} * static_cast<std::size_t>(threads),
@@ -132,7 +165,10 @@ class FloorContestant {
     for (int t = 0; t < threads; ++t) {
       tokens_.push_back(std::make_unique<moodycamel::ProducerToken>(queue_));
     }
-    consumer_ = std::thread([this] { drain(); });
+    consumer_ = std::thread([this, pin = cfg.pin] {
+      if (pin) pin_to(consumer_cpus());
+      drain();
+    });
   }
 
   struct Call {
@@ -199,7 +235,7 @@ template <bool Named, bool Cached = false>
 class FlightlogContestant {
  public:
   FlightlogContestant(int threads, const Config& cfg)
-      : client_(options(dir_.path(), threads, cfg.durability)),
+      : client_(options(dir_.path(), threads, cfg)),
         schema_(client_.schema({"feature1", "feature2", "feature3", "feature4"}, {"prediction"})) {}
 
   struct Call {
@@ -238,10 +274,10 @@ class FlightlogContestant {
   }
 
  private:
-  static fl::Options options(const std::filesystem::path& dir, int threads,
-                             fl::Durability durability) {
+  static fl::Options options(const std::filesystem::path& dir, int threads, const Config& cfg) {
     fl::Options o;
-    o.durability = durability;
+    o.durability = cfg.durability;
+    if (cfg.pin) o.background_cpus = consumer_cpus();
     o.offline_dir = dir / "journal";
     o.max_producer_threads = std::max(o.max_producer_threads, static_cast<std::size_t>(threads));
     if (Cached) o.clock_source = fl::ClockSource::Cached;
@@ -258,8 +294,11 @@ class FlightlogContestant {
 // bounded queue; a pool thread writes it to the file. overrun_oldest: never blocks.
 class SpdlogContestant {
  public:
-  SpdlogContestant(int, const Config&)
-      : pool_(std::make_shared<spdlog::details::thread_pool>(8192, 1)),
+  SpdlogContestant(int, const Config& cfg)
+      : pool_(std::make_shared<spdlog::details::thread_pool>(8192, 1,
+                                                             [pin = cfg.pin] {
+                                                               if (pin) pin_to(consumer_cpus());
+                                                             })),
         logger_(std::make_shared<spdlog::async_logger>(
             "bench",
             std::make_shared<spdlog::sinks::basic_file_sink_mt>((dir_ / "spdlog.log").string(),
@@ -306,36 +345,55 @@ struct Result {
   std::string contestant;
   Method method;
   int threads;
+  bool pinned;
   Percentiles p;
   std::string warning;
+  long preemptions;  // involuntary context switches of the producers while measured
   // Per-call method only: the first call after each pause, and the other calls. The
   // pause lets caches and TLBs go cold, so the first call shows what a burst pays once.
   Percentiles first;
   Percentiles rest;
 };
 
-// One round of one contestant. Appends its samples to `samples` and returns a warning,
-// or "" when every call was delivered.
+// Involuntary context switches of the calling thread so far: how often the scheduler
+// took its core away (to another thread, the contestant's own consumers included).
+long involuntary_switches() {
+  rusage u{};
+  getrusage(RUSAGE_THREAD, &u);
+  return u.ru_nivcsw;
+}
+
+// What one round of one contestant yields.
+struct Round {
+  std::vector<double> samples;  // ns, every thread's, thread by thread
+  long preemptions = 0;         // involuntary switches of its producers while measured
+  std::string warning;          // "" when every call was delivered
+};
+
 template <typename Contestant>
-std::string run_round(std::vector<double>& samples, int threads, Method method,
-                      const Config& round_cfg, const TscClock& clock, unsigned round) {
+Round run_round(int threads, Method method, const Config& round_cfg, const TscClock& clock,
+                unsigned round) {
   // A whole number of pacing groups per thread, so sample k of a thread is call
   // k % burst_size of its group (the split into first and other calls relies on it).
   const auto group = static_cast<std::size_t>(round_cfg.burst_size);
   const std::size_t per_thread_calls =
       round_cfg.percall_calls / static_cast<std::size_t>(threads) / group * group;
   std::vector<std::vector<double>> per_thread(static_cast<std::size_t>(threads));
+  std::vector<long> switches(static_cast<std::size_t>(threads));
   Contestant contestant(threads, round_cfg);
   std::mutex done_mu;
   StartGate gate;
   std::vector<std::thread> producers;
   for (int t = 0; t < threads; ++t) {
     producers.emplace_back([&, t] {
+      if (round_cfg.pin) pin_to(kProducerCpus);
       auto call = contestant.caller(t);
       gate.wait();
       const std::uint64_t seed = 1000 * round + static_cast<unsigned>(t);
+      const long switches_before = involuntary_switches();
       per_thread[static_cast<std::size_t>(t)] =
           measure(call, method, round_cfg, per_thread_calls, clock, seed);
+      switches[static_cast<std::size_t>(t)] = involuntary_switches() - switches_before;
       std::lock_guard lock(done_mu);
       contestant.done(call);
     });
@@ -347,34 +405,34 @@ std::string run_round(std::vector<double>& samples, int threads, Method method,
                                                          : per_thread_calls;
   const std::uint64_t per_thread_total =
       std::uint64_t(round_cfg.warmup_bursts) * std::uint64_t(round_cfg.burst_size) + measured;
-  for (auto& s : per_thread) samples.insert(samples.end(), s.begin(), s.end());
-  return contestant.finish(per_thread_total * static_cast<std::uint64_t>(threads));
+  Round out;
+  for (auto& s : per_thread) out.samples.insert(out.samples.end(), s.begin(), s.end());
+  for (long n : switches) out.preemptions += n;
+  out.warning = contestant.finish(per_thread_total * static_cast<std::uint64_t>(threads));
+  return out;
 }
 
-std::string run_round_of(const std::string& name, std::vector<double>& samples, int threads,
-                         Method method, const Config& round_cfg, const TscClock& clock,
-                         unsigned round) {
+Round run_round_of(const std::string& name, int threads, Method method, const Config& round_cfg,
+                   const TscClock& clock, unsigned round) {
   if (name == "floor") {
-    return run_round<FloorContestant<false>>(samples, threads, method, round_cfg, clock, round);
+    return run_round<FloorContestant<false>>(threads, method, round_cfg, clock, round);
   }
   if (name == "floor+tsc") {
-    return run_round<FloorContestant<true>>(samples, threads, method, round_cfg, clock, round);
+    return run_round<FloorContestant<true>>(threads, method, round_cfg, clock, round);
   }
   if (name == "schema") {
-    return run_round<FlightlogContestant<false>>(samples, threads, method, round_cfg, clock, round);
+    return run_round<FlightlogContestant<false>>(threads, method, round_cfg, clock, round);
   }
   if (name == "named") {
-    return run_round<FlightlogContestant<true>>(samples, threads, method, round_cfg, clock, round);
+    return run_round<FlightlogContestant<true>>(threads, method, round_cfg, clock, round);
   }
   if (name == "schema+cached") {
-    return run_round<FlightlogContestant<false, true>>(samples, threads, method, round_cfg, clock,
-                                                       round);
+    return run_round<FlightlogContestant<false, true>>(threads, method, round_cfg, clock, round);
   }
   if (name == "named+cached") {
-    return run_round<FlightlogContestant<true, true>>(samples, threads, method, round_cfg, clock,
-                                                      round);
+    return run_round<FlightlogContestant<true, true>>(threads, method, round_cfg, clock, round);
   }
-  return run_round<SpdlogContestant>(samples, threads, method, round_cfg, clock, round);
+  return run_round<SpdlogContestant>(threads, method, round_cfg, clock, round);
 }
 
 // Measures every contestant in one configuration; results in the order of `names`.
@@ -385,26 +443,30 @@ std::vector<Result> run_configuration(const std::vector<std::string>& names, int
   round_cfg.percall_calls = cfg.percall_calls / static_cast<std::size_t>(cfg.rounds);
   std::vector<std::vector<double>> samples(names.size());
   std::vector<std::string> warnings(names.size());
+  std::vector<long> preemptions(names.size());
   for (int round = 0; round < cfg.rounds; ++round) {
-    std::cout << "  " << method_name(method) << ", " << threads << " thread(s), round " << round + 1
-              << "/" << cfg.rounds << ", p50:";
+    std::cout << "  " << method_name(method) << ", " << threads << " thread(s), "
+              << (cfg.pin ? "pinned" : "free") << ", round " << round + 1 << "/" << cfg.rounds
+              << ", p50:";
     for (std::size_t c = 0; c < names.size(); ++c) {
-      std::vector<double> got;
-      const std::string w = run_round_of(names[c], got, threads, method, round_cfg, clock,
-                                         static_cast<unsigned>(round + 1));
+      Round got = run_round_of(names[c], threads, method, round_cfg, clock,
+                               static_cast<unsigned>(round + 1));
+      const std::string& w = got.warning;
       if (!w.empty()) {
         std::cerr << "\nWARNING: round " << round + 1 << ": " << w << std::endl;
         warnings[c] +=
             (warnings[c].empty() ? "" : "; ") + ("round " + std::to_string(round + 1) + ": " + w);
       }
-      samples[c].insert(samples[c].end(), got.begin(), got.end());
-      std::cout << ' ' << names[c] << ' ' << fixed(percentiles(got).p50) << std::flush;  // sorts
+      samples[c].insert(samples[c].end(), got.samples.begin(), got.samples.end());
+      preemptions[c] += got.preemptions;
+      std::cout << ' ' << names[c] << ' ' << fixed(percentiles(got.samples).p50)  // sorts
+                << " (" << got.preemptions << " preempted)" << std::flush;
     }
     std::cout << std::endl;
   }
   std::vector<Result> out;
   for (std::size_t c = 0; c < names.size(); ++c) {
-    Result r{names[c], method, threads, {}, warnings[c], {}, {}};
+    Result r{names[c], method, threads, cfg.pin, {}, warnings[c], preemptions[c], {}, {}};
     if (method == Method::PerCall) {
       std::vector<double> first, rest;
       for (std::size_t k = 0; k < samples[c].size(); ++k) {
@@ -432,28 +494,33 @@ double timer_overhead_ns(const TscClock& clock) {
 
 // ---- Output --------------------------------------------------------------------------
 
-const Result* find(const std::vector<Result>& rs, const std::string& name, Method m, int threads) {
+const Result* find(const std::vector<Result>& rs, const std::string& name, Method m, int threads,
+                   bool pinned) {
   for (const auto& r : rs) {
-    if (r.contestant == name && r.method == m && r.threads == threads) return &r;
+    if (r.contestant == name && r.method == m && r.threads == threads && r.pinned == pinned) {
+      return &r;
+    }
   }
   return nullptr;
 }
 
 void write_csv(const std::filesystem::path& file, const std::vector<Result>& results) {
   std::ofstream out(file);
-  out << "method,threads,contestant,samples,p50_ns,p90_ns,p99_ns,p99.9_ns,p99.99_ns,max_ns,"
-         "first_call_p50_ns,first_call_p99_ns,other_calls_p50_ns,other_calls_p99_ns,warning\n";
+  out << "method,threads,placement,contestant,samples,p50_ns,p90_ns,p99_ns,p99.9_ns,p99.99_ns,"
+         "max_ns,first_call_p50_ns,first_call_p99_ns,other_calls_p50_ns,other_calls_p99_ns,"
+         "preempted,warning\n";
   for (const auto& r : results) {
-    out << method_name(r.method) << ',' << r.threads << ',' << r.contestant << ',' << r.p.n << ','
-        << fixed(r.p.p50, 2) << ',' << fixed(r.p.p90, 2) << ',' << fixed(r.p.p99, 2) << ','
-        << fixed(r.p.p999, 2) << ',' << fixed(r.p.p9999, 2) << ',' << fixed(r.p.max, 2) << ',';
+    out << method_name(r.method) << ',' << r.threads << ',' << (r.pinned ? "pinned" : "free") << ','
+        << r.contestant << ',' << r.p.n << ',' << fixed(r.p.p50, 2) << ',' << fixed(r.p.p90, 2)
+        << ',' << fixed(r.p.p99, 2) << ',' << fixed(r.p.p999, 2) << ',' << fixed(r.p.p9999, 2)
+        << ',' << fixed(r.p.max, 2) << ',';
     if (r.method == Method::PerCall) {
       out << fixed(r.first.p50, 2) << ',' << fixed(r.first.p99, 2) << ',' << fixed(r.rest.p50, 2)
           << ',' << fixed(r.rest.p99, 2);
     } else {
       out << ",,,";
     }
-    out << ",\"" << r.warning << "\"\n";
+    out << ',' << r.preemptions << ",\"" << r.warning << "\"\n";
   }
 }
 
@@ -477,9 +544,16 @@ void write_markdown(const std::filesystem::path& file, const std::vector<Result>
      << "- Contestants take turns in " << cfg.rounds << " interleaved rounds (each round: a "
      << "fresh instance of every contestant with 1/" << cfg.rounds << " of the samples), so "
      << "load from neighbours on this shared machine falls on all of them alike. Every thread "
-     << "of every round first runs " << cfg.warmup_bursts
-     << " unrecorded warm-up bursts. Threads are not pinned; with more producer threads "
-     << "than cores, the tail includes preemption.\n"
+     << "of every round first runs " << cfg.warmup_bursts << " unrecorded warm-up bursts.\n"
+     << "- Placement. Tables without a suffix: no thread is pinned, the scheduler places them "
+     << "all; with more producer threads than cores, the tail includes preemption. Tables "
+     << "marked **pinned**: the producer thread runs on CPU 0 and every contestant's own "
+     << "threads on the other CPUs, each by its own means (the floor's consumer pins itself, "
+     << "flightlog gets `Options::background_cpus`, spdlog's worker pins itself in the thread "
+     << "pool's start hook): how a latency-sensitive program deploys a logger.\n"
+     << "- preempted = involuntary context switches of the producer threads over the whole "
+     << "measurement, pauses included (getrusage RUSAGE_THREAD): how often the scheduler gave "
+     << "a producer's core to another thread, the contestant's own consumers among them.\n"
      << "- floor = `moodycamel::ConcurrentQueue<Pod64>::try_enqueue(token, pod)`; floor+tsc = "
      << "the same with one `rdtsc` stored in the pod (an ablation: what a per-record hot-path "
      << "timestamp alone costs beside the floor; not a target); schema / "
@@ -489,94 +563,80 @@ void write_markdown(const std::filesystem::path& file, const std::vector<Result>
      << ", ClockSource::Precise); schema+cached / named+cached = the same with "
      << "ClockSource::Cached (the writer's clock word instead of an rdtsc per call); "
      << "spdlog = async logger, `overrun_oldest`, basic file sink, same five values.\n\n";
-  for (Method m : {Method::Burst, Method::PerCall}) {
-    for (int threads : thread_counts) {
-      const Result* floor = find(results, "floor", m, threads);
-      bool any = false;
-      for (const auto& r : results) any = any || (r.method == m && r.threads == threads);
-      if (!any) continue;
-      md << "### " << method_name(m) << " method, " << threads << " producer thread"
-         << (threads == 1 ? "" : "s") << "\n\n"
-         << "| contestant | samples | p50 | p90 | p99 | p99.9 | p99.99 | max | p50 / floor | "
-            "p99.9 / floor |\n"
-         << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-      for (const auto& r : results) {
-        if (r.method != m || r.threads != threads) continue;
-        md << "| " << r.contestant << " | " << r.p.n << " | " << fixed(r.p.p50) << " | "
-           << fixed(r.p.p90) << " | " << fixed(r.p.p99) << " | " << fixed(r.p.p999) << " | "
-           << fixed(r.p.p9999) << " | " << fixed(r.p.max) << " | "
-           << (floor ? fixed(r.p.p50 / floor->p.p50, 2) + "x" : "-") << " | "
-           << (floor ? fixed(r.p.p999 / floor->p.p999, 2) + "x" : "-") << " |\n";
-      }
-      md << "\n";
-      if (m == Method::PerCall) {
-        md << "The same samples split by position in the pacing group: the first call after "
-           << "each pause (caches and TLBs gone cold) and the other " << cfg.burst_size - 1
-           << ".\n\n"
-           << "| contestant | first call p50 | first call p99 | other calls p50 | other calls p99 "
-              "|\n|---|---:|---:|---:|---:|\n";
+  for (bool pinned : {false, true}) {
+    for (Method m : {Method::Burst, Method::PerCall}) {
+      for (int threads : thread_counts) {
+        const Result* floor = find(results, "floor", m, threads, pinned);
+        auto in_table = [&](const Result& r) {
+          return r.method == m && r.threads == threads && r.pinned == pinned;
+        };
+        if (std::none_of(results.begin(), results.end(), in_table)) continue;
+        md << "### " << method_name(m) << " method, " << threads << " producer thread"
+           << (threads == 1 ? "" : "s") << (pinned ? ", pinned" : "") << "\n\n"
+           << "| contestant | samples | p50 | p90 | p99 | p99.9 | p99.99 | max | p50 / floor | "
+              "p99.9 / floor | preempted |\n"
+           << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for (const auto& r : results) {
-          if (r.method != m || r.threads != threads) continue;
-          md << "| " << r.contestant << " | " << fixed(r.first.p50) << " | " << fixed(r.first.p99)
-             << " | " << fixed(r.rest.p50) << " | " << fixed(r.rest.p99) << " |\n";
+          if (!in_table(r)) continue;
+          md << "| " << r.contestant << " | " << r.p.n << " | " << fixed(r.p.p50) << " | "
+             << fixed(r.p.p90) << " | " << fixed(r.p.p99) << " | " << fixed(r.p.p999) << " | "
+             << fixed(r.p.p9999) << " | " << fixed(r.p.max) << " | "
+             << (floor ? fixed(r.p.p50 / floor->p.p50, 2) + "x" : "-") << " | "
+             << (floor ? fixed(r.p.p999 / floor->p.p999, 2) + "x" : "-") << " | " << r.preemptions
+             << " |\n";
         }
         md << "\n";
-      }
-      for (const auto& r : results) {
-        if (r.method == m && r.threads == threads && !r.warning.empty()) {
-          md << "**Warning:** " << r.warning << "\n\n";
+        if (m == Method::PerCall) {
+          md << "The same samples split by position in the pacing group: the first call after "
+             << "each pause (caches and TLBs gone cold) and the other " << cfg.burst_size - 1
+             << ".\n\n"
+             << "| contestant | first call p50 | first call p99 | other calls p50 | other calls "
+                "p99 "
+                "|\n|---|---:|---:|---:|---:|\n";
+          for (const auto& r : results) {
+            if (!in_table(r)) continue;
+            md << "| " << r.contestant << " | " << fixed(r.first.p50) << " | " << fixed(r.first.p99)
+               << " | " << fixed(r.rest.p50) << " | " << fixed(r.rest.p99) << " |\n";
+          }
+          md << "\n";
+        }
+        for (const auto& r : results) {
+          if (in_table(r) && !r.warning.empty()) md << "**Warning:** " << r.warning << "\n\n";
         }
       }
     }
   }
 }
 
+// Issue 2's targets (burst method, 1 thread), for each placement measured: schema and
+// named forms, and the same with ClockSource::Cached, against the floor and spdlog.
 std::vector<Target> targets(const std::vector<Result>& rs) {
+  struct Rule {
+    const char* contestant;
+    const char* against;
+    bool tail;  // p99.9 instead of p50
+    double at_most;
+  };
+  static constexpr Rule kRules[] = {
+      {"schema", "floor", false, 1.2},       {"schema", "spdlog", false, 0.04},
+      {"schema", "floor", true, 2.0},        {"named", "floor", false, 2.0},
+      {"named", "spdlog", false, 0.1},       {"schema+cached", "floor", false, 1.2},
+      {"schema+cached", "floor", true, 2.0}, {"schema+cached", "spdlog", false, 0.04},
+      {"named+cached", "floor", false, 2.0}, {"named+cached", "spdlog", false, 0.1},
+  };
   std::vector<Target> out;
-  const Result* floor = find(rs, "floor", Method::Burst, 1);
-  const Result* schema = find(rs, "schema", Method::Burst, 1);
-  const Result* named = find(rs, "named", Method::Burst, 1);
-  const Result* spd = find(rs, "spdlog", Method::Burst, 1);
-  if (schema && floor) {
-    out.push_back({"latency: schema p50 / floor p50 (burst; 1 thread)",
-                   schema->p.p50 / floor->p.p50, 1.2, true});
-  }
-  if (schema && spd) {
-    out.push_back({"latency: schema p50 / spdlog p50 (burst; 1 thread)", schema->p.p50 / spd->p.p50,
-                   0.04, true});
-  }
-  if (schema && floor) {
-    out.push_back({"latency: schema p99.9 / floor p99.9 (burst; 1 thread)",
-                   schema->p.p999 / floor->p.p999, 2.0, true});
-  }
-  if (named && floor) {
-    out.push_back({"latency: named p50 / floor p50 (burst; 1 thread)", named->p.p50 / floor->p.p50,
-                   2.0, true});
-  }
-  if (named && spd) {
-    out.push_back({"latency: named p50 / spdlog p50 (burst; 1 thread)", named->p.p50 / spd->p.p50,
-                   0.1, true});
-  }
-  // The same targets with ClockSource::Cached, where measured.
-  const Result* schema_c = find(rs, "schema+cached", Method::Burst, 1);
-  const Result* named_c = find(rs, "named+cached", Method::Burst, 1);
-  if (schema_c && floor) {
-    out.push_back({"latency: schema+cached p50 / floor p50 (burst; 1 thread)",
-                   schema_c->p.p50 / floor->p.p50, 1.2, true});
-    out.push_back({"latency: schema+cached p99.9 / floor p99.9 (burst; 1 thread)",
-                   schema_c->p.p999 / floor->p.p999, 2.0, true});
-  }
-  if (schema_c && spd) {
-    out.push_back({"latency: schema+cached p50 / spdlog p50 (burst; 1 thread)",
-                   schema_c->p.p50 / spd->p.p50, 0.04, true});
-  }
-  if (named_c && floor) {
-    out.push_back({"latency: named+cached p50 / floor p50 (burst; 1 thread)",
-                   named_c->p.p50 / floor->p.p50, 2.0, true});
-  }
-  if (named_c && spd) {
-    out.push_back({"latency: named+cached p50 / spdlog p50 (burst; 1 thread)",
-                   named_c->p.p50 / spd->p.p50, 0.1, true});
+  for (bool pinned : {false, true}) {
+    for (const Rule& rule : kRules) {
+      const Result* a = find(rs, rule.contestant, Method::Burst, 1, pinned);
+      const Result* b = find(rs, rule.against, Method::Burst, 1, pinned);
+      if (a == nullptr || b == nullptr) continue;
+      const char* stat = rule.tail ? "p99.9" : "p50";
+      const double ratio = rule.tail ? a->p.p999 / b->p.p999 : a->p.p50 / b->p.p50;
+      out.push_back({std::string("latency: ") + rule.contestant + " " + stat + " / " +
+                         rule.against + " " + stat + " (burst; 1 thread" +
+                         (pinned ? "; pinned)" : ")"),
+                     ratio, rule.at_most, true});
+    }
   }
   return out;
 }
@@ -613,7 +673,18 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember(durability_names));
   app.add_option("--percall-calls", cfg.percall_calls,
                  "Timed calls per configuration, split over its threads (per-call method)");
+  std::vector<std::string> placements{"free", "pinned"};
+  app.add_option("--placements", placements,
+                 "free (the scheduler places every thread) and/or pinned (1 producer thread on "
+                 "CPU 0; the contestants' own threads on the other CPUs; measured with 1 "
+                 "producer thread only)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"free", "pinned"}));
   CLI11_PARSE(app, argc, argv);
+  if (wanted(placements, "pinned") && consumer_cpus().empty()) {
+    std::cerr << "--placements pinned needs at least 2 CPUs" << std::endl;
+    return 1;
+  }
   for (fl::Durability d : kDurabilityModes) {
     if (durability == durability_name(d)) cfg.durability = d;
   }
@@ -631,10 +702,16 @@ int main(int argc, char** argv) {
     if (wanted(contestants, c)) names.push_back(c);
   }
   std::vector<Result> results;
-  for (int threads : thread_counts) {
-    for (const std::string& mname : methods) {
-      const Method m = mname == "burst" ? Method::Burst : Method::PerCall;
-      for (auto& r : run_configuration(names, threads, m, cfg, clock)) results.push_back(r);
+  for (bool pin : {false, true}) {
+    if (!wanted(placements, pin ? "pinned" : "free")) continue;
+    for (int threads : thread_counts) {
+      if (pin && threads != 1) continue;  // one CPU for the producers: one producer
+      for (const std::string& mname : methods) {
+        const Method m = mname == "burst" ? Method::Burst : Method::PerCall;
+        Config c = cfg;
+        c.pin = pin;
+        for (auto& r : run_configuration(names, threads, m, c, clock)) results.push_back(r);
+      }
     }
   }
 
