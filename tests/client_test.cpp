@@ -700,9 +700,9 @@ TEST(Threads, BackgroundCpusPinEveryThreadOfTheClientAndLeaveTheCallersSetAlone)
   {
     fl::Client c(o);
     const auto threads = flightlog_threads();
-    const std::map<std::string, std::string> want{{"fl-commit", std::to_string(last)},
-                                                  {"fl-drain", std::to_string(last)},
-                                                  {"fl-upload", std::to_string(last)}};
+    const std::string pinned = std::to_string(last);
+    const std::map<std::string, std::string> want{
+        {"fl-commit", pinned}, {"fl-drain", pinned}, {"fl-io", pinned}, {"fl-upload", pinned}};
     EXPECT_EQ(threads, want);
     cpu_set_t after;
     ASSERT_EQ(pthread_getaffinity_np(pthread_self(), sizeof after, &after), 0);

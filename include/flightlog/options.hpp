@@ -206,8 +206,9 @@ struct Options {
   // --- Threads -------------------------------------------------------------------
 
   // CPUs (numbered as in /proc/cpuinfo) that flightlog's own threads may run on: the
-  // writer's drain and commit threads and the uploader (named fl-drain, fl-commit and
-  // fl-upload in `top -H`). Empty (the default): wherever the scheduler puts them.
+  // writer's drain and commit threads, the uploader and its io thread (named fl-drain,
+  // fl-commit, fl-upload and fl-io in `top -H`). Empty (the default): wherever the
+  // scheduler puts them.
   //
   // Set it when your logging threads are pinned, to keep flightlog off their cores. The
   // writer wakes for every batch; when the other cores are busy, the scheduler may wake

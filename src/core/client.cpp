@@ -155,6 +155,10 @@ class alignas(64) Client::Impl {
         queues_{make_queue(options_), make_queue(options_), make_queue(options_),
                 make_queue(options_)},
         producers_(producers_id_, queues_, options_.max_producer_threads, max_record_slots_) {
+    // Every thread of the client (the HTTPS client's io thread, the writer's, the
+    // uploader's) starts inside this scope, so each is born on the background CPUs; the
+    // caller's own CPU set is back when the constructor ends, or throws.
+    const ScopedThreadAffinity background(options_.background_cpus);
     JournalConfig jc;
     jc.dir = options_.offline_dir;
     jc.durability = options_.durability;
@@ -169,9 +173,6 @@ class alignas(64) Client::Impl {
     jc.initial_map_bytes = options_.journal_initial_bytes;
     jc.max_map_bytes = options_.journal_max_bytes;
     journal_ = Journal::open_for_writing(jc);
-    // The writer's and the uploader's threads start inside this scope, so they are born
-    // on the background CPUs; the caller's own CPU set is back when the constructor ends.
-    const ScopedThreadAffinity background(options_.background_cpus);
     WriterConfig wc;
     wc.batch_max_records = options_.batch_max_records;
     wc.batch_max_delay = options_.batch_max_delay;

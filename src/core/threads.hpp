@@ -1,9 +1,10 @@
 // flightlog's own threads: their names, and the CPUs they may run on.
 //
-// A client starts up to three threads: the writer's drain and commit threads and, with an
-// endpoint, the uploader. Each is named as it starts (name_thread), so `top -H`, `perf`
-// and debuggers show which is which. Options::background_cpus keeps all three off the cores
-// the caller's hot threads run on; ScopedThreadAffinity is how the constructor applies it.
+// A client starts up to four threads: the writer's drain and commit threads and, with an
+// endpoint, the uploader and its HTTPS client's io thread. Each is named as it starts
+// (name_thread), so `top -H`, `perf` and debuggers show which is which.
+// Options::background_cpus keeps them all off the cores the caller's hot threads run on;
+// ScopedThreadAffinity is how the constructor applies it.
 #pragma once
 
 #include <sched.h>

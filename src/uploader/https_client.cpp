@@ -26,6 +26,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/threads.hpp"
 #include "flightlog/error.hpp"
 #include "uploader/gzip.hpp"
 
@@ -425,6 +426,7 @@ HttpsClient::Impl::Impl(HttpClientConfig config)
     ioc_.run();
     exited_.set_value();
   });
+  name_thread(thread_, "fl-io");
   io_thread_id_ = thread_.get_id();
 }
 
