@@ -17,10 +17,10 @@
 //   per-call  rdtsc around every single call, with the same pause every 20 calls. The
 //             samples include the timer's own cost (printed as "timer overhead").
 //
-// Placements: free (no thread pinned) and pinned (1 producer on CPU 0, each contestant's
-// own threads on the other CPUs). On 2 cores, a contestant with more threads of its own
-// (flightlog's writer has two) is more often woken on the producer's core when free; the
-// "preempted" column counts how often a producer lost its core.
+// Placements: free (no thread pinned) and pinned (1 producer on --producer-cpu, default 0;
+// each contestant's own threads on the other CPUs). On 2 cores, a contestant with more
+// threads of its own (flightlog has two) is more often woken on the producer's core when
+// free; the "preempted" column counts how often a producer lost its core.
 #include <concurrentqueue/concurrentqueue.h>
 #include <spdlog/async.h>
 #include <spdlog/async_logger.h>
@@ -62,19 +62,21 @@ struct Config {
   std::size_t percall_calls = 1'000'000;  // per configuration, split over rounds and threads
   int rounds = 10;                        // contestants take turns this many times (see below)
   fl::Durability durability = fl::Durability::Full;  // flightlog's contestants (default Options)
-  // --pin: producer threads on CPU 0, every contestant's own threads (the floor's
-  // consumer, flightlog's writer, spdlog's worker) on the other CPUs, each by its own
-  // means. Off: the scheduler places every thread.
+  // Pinned placement: the producer thread on producer_cpu, every contestant's own
+  // threads (the floor's consumer, flightlog's writer, spdlog's worker) on the other
+  // CPUs, each by its own means. Free: the scheduler places every thread.
   bool pin = false;
-};
+  unsigned producer_cpu = 0;
 
-// The CPUs of --pin: the producers' and everything else's.
-const std::vector<unsigned> kProducerCpus{0};
-std::vector<unsigned> consumer_cpus() {
-  std::vector<unsigned> out;
-  for (unsigned c = 1; c < std::thread::hardware_concurrency(); ++c) out.push_back(c);
-  return out;
-}
+  // The CPUs of the pinned placement other than the producer's.
+  std::vector<unsigned> consumer_cpus() const {
+    std::vector<unsigned> out;
+    for (unsigned c = 0; c < std::thread::hardware_concurrency(); ++c) {
+      if (c != producer_cpu) out.push_back(c);
+    }
+    return out;
+  }
+};
 
 // Restricts the calling thread to `cpus`.
 void pin_to(const std::vector<unsigned>& cpus) {
@@ -165,8 +167,8 @@ class FloorContestant {
     for (int t = 0; t < threads; ++t) {
       tokens_.push_back(std::make_unique<moodycamel::ProducerToken>(queue_));
     }
-    consumer_ = std::thread([this, pin = cfg.pin] {
-      if (pin) pin_to(consumer_cpus());
+    consumer_ = std::thread([this, cfg] {
+      if (cfg.pin) pin_to(cfg.consumer_cpus());
       drain();
     });
   }
@@ -277,7 +279,7 @@ class FlightlogContestant {
   static fl::Options options(const std::filesystem::path& dir, int threads, const Config& cfg) {
     fl::Options o;
     o.durability = cfg.durability;
-    if (cfg.pin) o.background_cpus = consumer_cpus();
+    if (cfg.pin) o.background_cpus = cfg.consumer_cpus();
     o.offline_dir = dir / "journal";
     o.max_producer_threads = std::max(o.max_producer_threads, static_cast<std::size_t>(threads));
     if (Cached) o.clock_source = fl::ClockSource::Cached;
@@ -296,8 +298,10 @@ class SpdlogContestant {
  public:
   SpdlogContestant(int, const Config& cfg)
       : pool_(std::make_shared<spdlog::details::thread_pool>(8192, 1,
-                                                             [pin = cfg.pin] {
-                                                               if (pin) pin_to(consumer_cpus());
+                                                             [cfg] {
+                                                               if (cfg.pin) {
+                                                                 pin_to(cfg.consumer_cpus());
+                                                               }
                                                              })),
         logger_(std::make_shared<spdlog::async_logger>(
             "bench",
@@ -386,7 +390,7 @@ Round run_round(int threads, Method method, const Config& round_cfg, const TscCl
   std::vector<std::thread> producers;
   for (int t = 0; t < threads; ++t) {
     producers.emplace_back([&, t] {
-      if (round_cfg.pin) pin_to(kProducerCpus);
+      if (round_cfg.pin) pin_to({round_cfg.producer_cpu});
       auto call = contestant.caller(t);
       gate.wait();
       const std::uint64_t seed = 1000 * round + static_cast<unsigned>(t);
@@ -547,7 +551,8 @@ void write_markdown(const std::filesystem::path& file, const std::vector<Result>
      << "of every round first runs " << cfg.warmup_bursts << " unrecorded warm-up bursts.\n"
      << "- Placement. Tables without a suffix: no thread is pinned, the scheduler places them "
      << "all; with more producer threads than cores, the tail includes preemption. Tables "
-     << "marked **pinned**: the producer thread runs on CPU 0 and every contestant's own "
+     << "marked **pinned**: the producer thread runs on CPU " << cfg.producer_cpu
+     << " and every contestant's own "
      << "threads on the other CPUs, each by its own means (the floor's consumer pins itself, "
      << "flightlog gets `Options::background_cpus`, spdlog's worker pins itself in the thread "
      << "pool's start hook): how a latency-sensitive program deploys a logger.\n"
@@ -676,12 +681,14 @@ int main(int argc, char** argv) {
   std::vector<std::string> placements{"free", "pinned"};
   app.add_option("--placements", placements,
                  "free (the scheduler places every thread) and/or pinned (1 producer thread on "
-                 "CPU 0; the contestants' own threads on the other CPUs; measured with 1 "
-                 "producer thread only)")
+                 "--producer-cpu; the contestants' own threads on the other CPUs; measured "
+                 "with 1 producer thread only)")
       ->delimiter(',')
       ->check(CLI::IsMember({"free", "pinned"}));
+  app.add_option("--producer-cpu", cfg.producer_cpu, "The producer's CPU when pinned (default 0)")
+      ->check(CLI::Range(0u, std::max(1u, std::thread::hardware_concurrency()) - 1));
   CLI11_PARSE(app, argc, argv);
-  if (wanted(placements, "pinned") && consumer_cpus().empty()) {
+  if (wanted(placements, "pinned") && cfg.consumer_cpus().empty()) {
     std::cerr << "--placements pinned needs at least 2 CPUs" << std::endl;
     return 1;
   }
