@@ -211,12 +211,16 @@ struct Options {
   // scheduler puts them.
   //
   // Set it when your logging threads are pinned, to keep flightlog off their cores. The
-  // writer wakes for every batch; when the other cores are busy, the scheduler may wake
-  // it on a logging thread's core and preempt that thread mid-call, which is what the
-  // tail of the hot path's latency is made of on a small machine. The trade-off: pinned
-  // threads cannot move to an idle core, so the CPUs you give them should not be the
-  // busiest. The constructor throws flightlog::Error for a CPU the machine does not
-  // have, or a set none of whose CPUs this process may use.
+  // commit thread waits on the disk for every batch and is woken where the disk's
+  // interrupt is handled; the drain thread wakes every `writer_poll_interval`. When no
+  // core is idle, the scheduler runs them on a logging thread's core and preempts that
+  // thread mid-call: on a small machine, that is what the hot path's latency tail is
+  // made of (README, "Keeping flightlog off your hot cores", has the measurements).
+  // Best: CPUs none of your hot threads use, among them the one that takes the journal
+  // disk's interrupts (see /proc/interrupts). The trade-off: pinned threads cannot move
+  // to an idle core, so if the CPUs you give them are busy, commits and uploads wait.
+  // The constructor throws flightlog::Error for a CPU the machine does not have, or a
+  // set none of whose CPUs this process may use.
   std::vector<unsigned> background_cpus;
 };
 
