@@ -528,6 +528,47 @@ void write_csv(const std::filesystem::path& file, const std::vector<Result>& res
   }
 }
 
+// One configuration's table (nothing if it was not measured), with the per-call method's
+// first-call split and any warnings.
+void write_table(std::ostream& md, const std::vector<Result>& results, const Config& cfg, Method m,
+                 int threads, bool pinned) {
+  auto in_table = [&](const Result& r) {
+    return r.method == m && r.threads == threads && r.pinned == pinned;
+  };
+  if (std::none_of(results.begin(), results.end(), in_table)) return;
+  const Result* floor = find(results, "floor", m, threads, pinned);
+  md << "### " << method_name(m) << " method, " << threads << " producer thread"
+     << (threads == 1 ? "" : "s") << (pinned ? ", pinned" : "") << "\n\n"
+     << "| contestant | samples | p50 | p90 | p99 | p99.9 | p99.99 | max | p50 / floor | "
+        "p99.9 / floor | preempted |\n"
+     << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& r : results) {
+    if (!in_table(r)) continue;
+    md << "| " << r.contestant << " | " << r.p.n << " | " << fixed(r.p.p50) << " | "
+       << fixed(r.p.p90) << " | " << fixed(r.p.p99) << " | " << fixed(r.p.p999) << " | "
+       << fixed(r.p.p9999) << " | " << fixed(r.p.max) << " | "
+       << (floor ? fixed(r.p.p50 / floor->p.p50, 2) + "x" : "-") << " | "
+       << (floor ? fixed(r.p.p999 / floor->p.p999, 2) + "x" : "-") << " | " << r.preemptions
+       << " |\n";
+  }
+  md << "\n";
+  if (m == Method::PerCall) {
+    md << "The same samples split by position in the pacing group: the first call after "
+       << "each pause (caches and TLBs gone cold) and the other " << cfg.burst_size - 1 << ".\n\n"
+       << "| contestant | first call p50 | first call p99 | other calls p50 | other calls p99 |\n"
+       << "|---|---:|---:|---:|---:|\n";
+    for (const auto& r : results) {
+      if (!in_table(r)) continue;
+      md << "| " << r.contestant << " | " << fixed(r.first.p50) << " | " << fixed(r.first.p99)
+         << " | " << fixed(r.rest.p50) << " | " << fixed(r.rest.p99) << " |\n";
+    }
+    md << "\n";
+  }
+  for (const auto& r : results) {
+    if (in_table(r) && !r.warning.empty()) md << "**Warning:** " << r.warning << "\n\n";
+  }
+}
+
 void write_markdown(const std::filesystem::path& file, const std::vector<Result>& results,
                     const Config& cfg, const std::vector<int>& thread_counts, double ghz,
                     double overhead_ns) {
@@ -570,45 +611,7 @@ void write_markdown(const std::filesystem::path& file, const std::vector<Result>
      << "spdlog = async logger, `overrun_oldest`, basic file sink, same five values.\n\n";
   for (bool pinned : {false, true}) {
     for (Method m : {Method::Burst, Method::PerCall}) {
-      for (int threads : thread_counts) {
-        const Result* floor = find(results, "floor", m, threads, pinned);
-        auto in_table = [&](const Result& r) {
-          return r.method == m && r.threads == threads && r.pinned == pinned;
-        };
-        if (std::none_of(results.begin(), results.end(), in_table)) continue;
-        md << "### " << method_name(m) << " method, " << threads << " producer thread"
-           << (threads == 1 ? "" : "s") << (pinned ? ", pinned" : "") << "\n\n"
-           << "| contestant | samples | p50 | p90 | p99 | p99.9 | p99.99 | max | p50 / floor | "
-              "p99.9 / floor | preempted |\n"
-           << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-        for (const auto& r : results) {
-          if (!in_table(r)) continue;
-          md << "| " << r.contestant << " | " << r.p.n << " | " << fixed(r.p.p50) << " | "
-             << fixed(r.p.p90) << " | " << fixed(r.p.p99) << " | " << fixed(r.p.p999) << " | "
-             << fixed(r.p.p9999) << " | " << fixed(r.p.max) << " | "
-             << (floor ? fixed(r.p.p50 / floor->p.p50, 2) + "x" : "-") << " | "
-             << (floor ? fixed(r.p.p999 / floor->p.p999, 2) + "x" : "-") << " | " << r.preemptions
-             << " |\n";
-        }
-        md << "\n";
-        if (m == Method::PerCall) {
-          md << "The same samples split by position in the pacing group: the first call after "
-             << "each pause (caches and TLBs gone cold) and the other " << cfg.burst_size - 1
-             << ".\n\n"
-             << "| contestant | first call p50 | first call p99 | other calls p50 | other calls "
-                "p99 "
-                "|\n|---|---:|---:|---:|---:|\n";
-          for (const auto& r : results) {
-            if (!in_table(r)) continue;
-            md << "| " << r.contestant << " | " << fixed(r.first.p50) << " | " << fixed(r.first.p99)
-               << " | " << fixed(r.rest.p50) << " | " << fixed(r.rest.p99) << " |\n";
-          }
-          md << "\n";
-        }
-        for (const auto& r : results) {
-          if (in_table(r) && !r.warning.empty()) md << "**Warning:** " << r.warning << "\n\n";
-        }
-      }
+      for (int threads : thread_counts) write_table(md, results, cfg, m, threads, pinned);
     }
   }
 }

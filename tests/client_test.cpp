@@ -663,6 +663,8 @@ TEST(Status, DestructorCommitsWithoutFlush) {
 
 // ---- flightlog's own threads ------------------------------------------------------------------
 
+namespace {
+
 // The CPUs a thread of this process may run on, as /proc/self/task/<tid>/status lists them.
 std::string cpus_allowed_list(const std::string& tid) {
   const std::string status = fl::test::read_whole_file("/proc/self/task/" + tid + "/status");
@@ -683,6 +685,8 @@ std::map<std::string, std::string> flightlog_threads() {
   }
   return out;
 }
+
+}  // namespace
 
 TEST(Threads, BackgroundCpusPinEveryThreadOfTheClientAndLeaveTheCallersSetAlone) {
   cpu_set_t before;
