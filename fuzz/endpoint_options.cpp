@@ -119,7 +119,10 @@ void check_endpoint(std::string_view url, bool allow_http) {
     } catch (const flightlog::Error& e) {
       const std::string_view what = e.what();
       FUZZ_CHECK(what.starts_with("invalid endpoint"), "message: " + std::string(what));
-      if (u == &marked && count(marked, kMark) == planted) {
+      // Only marks this function planted count: a mark the input already held may sit
+      // anywhere, and a query's mark can overwrite the userinfo's (then the counts match
+      // by accident, as with fixed-mark-already-in-input in the corpus).
+      if (u == &marked && count(plain, kMark) == 0 && count(marked, kMark) == planted) {
         FUZZ_CHECK(what.find(kMark) == std::string_view::npos,
                    "a refusal shows the URL's userinfo or query: " + std::string(what));
       }
