@@ -30,19 +30,19 @@ namespace flightlog::bench {
 
 // ---- Durability modes, as the benchmarks name them ----------------------------------------
 
-inline constexpr std::array<Durability, 4> kDurabilityModes{
-    Durability::Full, Durability::NoMetaSync, Durability::Periodic, Durability::None};
+struct DurabilityMode {
+  Durability mode;
+  const char* name;  // as the enumerator is spelled
+};
+inline constexpr std::array<DurabilityMode, 4> kDurabilityModes{
+    {{Durability::Full, "Full"},
+     {Durability::NoMetaSync, "NoMetaSync"},
+     {Durability::Periodic, "Periodic"},
+     {Durability::None, "None"}}};
 
 inline const char* durability_name(Durability d) {
-  switch (d) {
-    case Durability::Full:
-      return "Full";
-    case Durability::NoMetaSync:
-      return "NoMetaSync";
-    case Durability::Periodic:
-      return "Periodic";
-    case Durability::None:
-      return "None";
+  for (const DurabilityMode& m : kDurabilityModes) {
+    if (m.mode == d) return m.name;
   }
   return "?";
 }

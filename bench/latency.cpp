@@ -383,7 +383,7 @@ Round run_round(int threads, Method method, const Config& round_cfg, const TscCl
   const std::size_t per_thread_calls =
       round_cfg.percall_calls / static_cast<std::size_t>(threads) / group * group;
   std::vector<std::vector<double>> per_thread(static_cast<std::size_t>(threads));
-  std::vector<long> switches(static_cast<std::size_t>(threads));
+  Round out;
   Contestant contestant(threads, round_cfg);
   std::mutex done_mu;
   StartGate gate;
@@ -397,9 +397,10 @@ Round run_round(int threads, Method method, const Config& round_cfg, const TscCl
       const long switches_before = involuntary_switches();
       per_thread[static_cast<std::size_t>(t)] =
           measure(call, method, round_cfg, per_thread_calls, clock, seed);
-      switches[static_cast<std::size_t>(t)] = involuntary_switches() - switches_before;
+      const long switches = involuntary_switches() - switches_before;
       std::lock_guard lock(done_mu);
       contestant.done(call);
+      out.preemptions += switches;
     });
   }
   gate.open();
@@ -409,9 +410,7 @@ Round run_round(int threads, Method method, const Config& round_cfg, const TscCl
                                                          : per_thread_calls;
   const std::uint64_t per_thread_total =
       std::uint64_t(round_cfg.warmup_bursts) * std::uint64_t(round_cfg.burst_size) + measured;
-  Round out;
   for (auto& s : per_thread) out.samples.insert(out.samples.end(), s.begin(), s.end());
-  for (long n : switches) out.preemptions += n;
   out.warning = contestant.finish(per_thread_total * static_cast<std::uint64_t>(threads));
   return out;
 }
@@ -674,7 +673,7 @@ int main(int argc, char** argv) {
   app.add_option("--warmup-bursts", cfg.warmup_bursts, "Unrecorded bursts per thread and round");
   app.add_option("--rounds", cfg.rounds, "Turns the contestants take (interleaved)");
   std::vector<std::string> durability_names;
-  for (fl::Durability d : kDurabilityModes) durability_names.emplace_back(durability_name(d));
+  for (const DurabilityMode& m : kDurabilityModes) durability_names.emplace_back(m.name);
   std::string durability = durability_name(cfg.durability);
   app.add_option("--durability", durability,
                  "flightlog's durability mode (default Full, the library's default)")
@@ -695,8 +694,8 @@ int main(int argc, char** argv) {
     std::cerr << "--placements pinned needs at least 2 CPUs" << std::endl;
     return 1;
   }
-  for (fl::Durability d : kDurabilityModes) {
-    if (durability == durability_name(d)) cfg.durability = d;
+  for (const DurabilityMode& m : kDurabilityModes) {
+    if (durability == m.name) cfg.durability = m.mode;
   }
 
   const TscClock clock;

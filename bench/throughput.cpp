@@ -358,12 +358,11 @@ void write_outputs(const std::filesystem::path& out, const std::vector<Sample>& 
     md << "\n|---|";
     for (std::size_t i = 0; i < producer_counts.size() * 3 + 2; ++i) md << "---:|";
     md << "\n";
-    for (fl::Durability m : kDurabilityModes) {
+    for (const auto& [m, name] : kDurabilityModes) {
       const Summary* lmdb = get("lmdb", w, 1, m);
       const Summary* sqlite = get("sqlite", w, 1, m);
       if (!lmdb && !sqlite && !get("flightlog", w, producer_counts.front(), m)) continue;
-      md << "| " << durability_name(m) << (m == fl::Options{}.durability ? " (default)" : "")
-         << " |";
+      md << "| " << name << (m == fl::Options{}.durability ? " (default)" : "") << " |";
       for (int p : producer_counts) md << ' ' << cell(get("flightlog", w, p, m)) << " |";
       md << ' ' << cell(lmdb) << " | " << cell(sqlite) << " |";
       for (int p : producer_counts) md << ' ' << ratio(get("flightlog", w, p, m), lmdb) << " |";
@@ -447,8 +446,8 @@ int main(int argc, char** argv) {
   };
   // Repetitions outermost, so slow drifts of a shared machine touch every contestant.
   for (int rep = 1; rep <= counts.reps; ++rep) {
-    for (fl::Durability mode : kDurabilityModes) {
-      if (!wanted(modes, durability_name(mode))) continue;
+    for (const auto& [mode, name] : kDurabilityModes) {
+      if (!wanted(modes, name)) continue;
       const bool synced = mode == fl::Durability::Full || mode == fl::Durability::NoMetaSync;
       const std::size_t n = synced ? counts.records_synced : counts.records;
       for (std::size_t wi = 0; wi < workloads.size(); ++wi) {

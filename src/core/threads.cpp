@@ -22,12 +22,10 @@ ScopedThreadAffinity::ScopedThreadAffinity(const std::vector<unsigned>& cpus) : 
   }
   cpu_set_t wanted;
   CPU_ZERO(&wanted);
-  std::string list;
-  for (unsigned c : cpus) {
-    CPU_SET(c, &wanted);  // validate_options() has checked c < CPU_SETSIZE
-    list += (list.empty() ? "" : ",") + std::to_string(c);
-  }
+  for (unsigned c : cpus) CPU_SET(c, &wanted);  // validate_options() checked c < CPU_SETSIZE
   if (int rc = pthread_setaffinity_np(pthread_self(), sizeof wanted, &wanted); rc != 0) {
+    std::string list;
+    for (unsigned c : cpus) list += (list.empty() ? "" : ",") + std::to_string(c);
     throw Error("invalid option background_cpus: cannot run threads on CPUs " + list + ": " +
                 std::strerror(rc));
   }
