@@ -58,9 +58,9 @@ const char* method_name(Method m) {
 struct Config {
   int bursts = 10'000;                    // per thread, burst method
   int burst_size = 20;                    // calls per burst; also the per-call pacing group
-  int warmup_bursts = 100;                // per thread and round, before measuring, not recorded
+  int warmup_bursts = 50;                 // per thread and round, before measuring, not recorded
   std::size_t percall_calls = 1'000'000;  // per configuration, split over rounds and threads
-  int rounds = 10;                        // contestants take turns this many times (see below)
+  int rounds = 20;                        // contestants take turns this many times (see below)
   fl::Durability durability = fl::Durability::Full;  // flightlog's contestants (default Options)
   // Pinned placement: the producer thread on producer_cpu, every contestant's own
   // threads (the floor's consumer, flightlog's writer, spdlog's worker) on the other
@@ -340,10 +340,16 @@ class SpdlogContestant {
 // contestant once, with a fresh instance (new journal, new queue, new log file) and its
 // share of the bursts or calls. On a shared machine a neighbour's build that starts or
 // stops mid-run then lands on every contestant alike, instead of on whichever one was
-// running at that moment, so the ratios stay meaningful. There are 10 rounds because an
+// running at that moment, so the ratios stay meaningful. There are 20 rounds because an
 // instance's p50 itself varies: on this VM one round's p50 can be twice the next one's
-// for the same contestant (where its memory and threads land), and with 4-5 rounds that
-// alone moved the schema/floor ratio by +-0.2 from run to run.
+// for the same contestant (where its memory and threads land). With 4-5 rounds that
+// alone moved the schema/floor ratio by +-0.2 from run to run; in one run of 10 rounds
+// the schema form's round p50s spread by 17% (standard deviation) and the floor's by 9%,
+// about 6% on the ratio of the pooled p50s. Twice the rounds at half the length should
+// cut that by about 1.4 (rounds vary independently) and halve how long a neighbour's
+// burst of load can favour one contestant. Each round warms up with 50 bursts instead of
+// 100 (a thread's first calls, its allocations, are over well within 1,000 calls), so
+// the warm-up takes as long in total as before.
 
 struct Result {
   std::string contestant;
@@ -357,6 +363,10 @@ struct Result {
   // pause lets caches and TLBs go cold, so the first call shows what a burst pays once.
   Percentiles first;
   Percentiles rest;
+  // Each round's p50 and preemptions, in round order (latency-rounds.csv): rounds run
+  // one after another, so a row of the file shows what the machine was like then.
+  std::vector<double> round_p50;
+  std::vector<long> round_preemptions;
 };
 
 // Involuntary context switches of the calling thread so far: how often the scheduler
@@ -447,6 +457,8 @@ std::vector<Result> run_configuration(const std::vector<std::string>& names, int
   std::vector<std::vector<double>> samples(names.size());
   std::vector<std::string> warnings(names.size());
   std::vector<long> preemptions(names.size());
+  std::vector<std::vector<double>> round_p50(names.size());
+  std::vector<std::vector<long>> round_preemptions(names.size());
   for (int round = 0; round < cfg.rounds; ++round) {
     std::cout << "  " << method_name(method) << ", " << threads << " thread(s), "
               << (cfg.pin ? "pinned" : "free") << ", round " << round + 1 << "/" << cfg.rounds
@@ -462,14 +474,18 @@ std::vector<Result> run_configuration(const std::vector<std::string>& names, int
       }
       samples[c].insert(samples[c].end(), got.samples.begin(), got.samples.end());
       preemptions[c] += got.preemptions;
-      std::cout << ' ' << names[c] << ' ' << fixed(percentiles(got.samples).p50)  // sorts
-                << " (" << got.preemptions << " preempted)" << std::flush;
+      round_p50[c].push_back(percentiles(got.samples).p50);  // sorts got.samples
+      round_preemptions[c].push_back(got.preemptions);
+      std::cout << ' ' << names[c] << ' ' << fixed(round_p50[c].back()) << " (" << got.preemptions
+                << " preempted)" << std::flush;
     }
     std::cout << std::endl;
   }
   std::vector<Result> out;
   for (std::size_t c = 0; c < names.size(); ++c) {
-    Result r{names[c], method, threads, cfg.pin, {}, warnings[c], preemptions[c], {}, {}};
+    Result r{names[c], method, threads, cfg.pin, {}, warnings[c], preemptions[c], {}, {}, {}, {}};
+    r.round_p50 = std::move(round_p50[c]);
+    r.round_preemptions = std::move(round_preemptions[c]);
     if (method == Method::PerCall) {
       std::vector<double> first, rest;
       for (std::size_t k = 0; k < samples[c].size(); ++k) {
@@ -524,6 +540,20 @@ void write_csv(const std::filesystem::path& file, const std::vector<Result>& res
       out << ",,,";
     }
     out << ',' << r.preemptions << ",\"" << r.warning << "\"\n";
+  }
+}
+
+// Every round's p50 and preemptions of every contestant, one row each. Round k of every
+// contestant of a configuration ran within the same few seconds.
+void write_rounds_csv(const std::filesystem::path& file, const std::vector<Result>& results) {
+  std::ofstream out(file);
+  out << "method,threads,placement,round,contestant,p50_ns,preempted\n";
+  for (const auto& r : results) {
+    for (std::size_t k = 0; k < r.round_p50.size(); ++k) {
+      out << method_name(r.method) << ',' << r.threads << ',' << (r.pinned ? "pinned" : "free")
+          << ',' << k + 1 << ',' << r.contestant << ',' << fixed(r.round_p50[k], 2) << ','
+          << r.round_preemptions[k] << '\n';
+    }
   }
 }
 
@@ -662,7 +692,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> contestants{"floor",         "floor+tsc",    "schema", "named",
                                        "schema+cached", "named+cached", "spdlog"};
   std::vector<std::string> methods{"burst", "per-call"};
-  app.add_option("--out", out_dir, "Directory for latency.csv, latency.md, latency-targets.csv");
+  app.add_option("--out", out_dir,
+                 "Directory for latency.csv, latency-rounds.csv, latency.md, latency-targets.csv");
   app.add_option("--threads", thread_counts, "Producer thread counts")->delimiter(',');
   app.add_option("--contestants", contestants,
                  "Any of floor,floor+tsc,schema,named,schema+cached,named+cached,spdlog")
@@ -727,6 +758,7 @@ int main(int argc, char** argv) {
   const std::filesystem::path out(out_dir);
   std::filesystem::create_directories(out);
   write_csv(out / "latency.csv", results);
+  write_rounds_csv(out / "latency-rounds.csv", results);
   write_markdown(out / "latency.md", results, cfg, thread_counts, 1.0 / clock.ns_per_tick(),
                  overhead);
   const auto t = targets(results);
