@@ -653,7 +653,35 @@ int del_record(MDB_txn* txn, MDB_dbi dbi, std::uint64_t seq) {
   return mdb_del(txn, dbi, &k, nullptr);
 }
 
+// Moves record `seq` from `from` to `to`, stored as `bytes`. The key, and so the
+// record's id, stays the same.
+int move_record(MDB_txn* txn, MDB_dbi from, MDB_dbi to, std::uint64_t seq,
+                std::span<const std::byte> bytes) {
+  const int rc = del_record(txn, from, seq);
+  return rc == 0 ? put_record(txn, to, seq, bytes) : rc;
+}
+
 }  // namespace
+
+std::size_t Journal::update_each(std::span<const RecordRef> refs, const RecordUpdate& update) {
+  std::size_t moved = 0;
+  std::vector<std::byte> buf;
+  const int rc = write_txn([&](MDB_txn* txn) {
+    moved = 0;  // write_txn may run the body again after growing the map
+    for (const auto& r : refs) {
+      const MDB_dbi from = dbi_[static_cast<std::size_t>(r.set)];
+      if (const int g = get_record(txn, from, r.seq, buf); g != 0) {
+        if (g == MDB_NOTFOUND) continue;  // deleted meanwhile (cleanup, eviction)
+        return g;
+      }
+      bool moved_this = false;
+      if (const int u = update(txn, from, r.seq, buf, moved_this); u != 0) return u;
+      moved += moved_this ? 1 : 0;
+    }
+    return 0;
+  });
+  return rc == 0 ? moved : 0;
+}
 
 std::size_t Journal::remove_delivered(std::span<const RecordRef> refs) {
   std::size_t removed = 0;
@@ -705,59 +733,31 @@ std::size_t Journal::remove_delivered(std::span<const RecordRef> refs) {
 
 std::size_t Journal::count_attempt(std::span<const RecordRef> refs, std::uint16_t max_attempts,
                                    std::uint16_t status, std::string_view reason) {
-  std::size_t moved = 0;
-  std::vector<std::byte> buf;
-  const int rc = write_txn([&](MDB_txn* txn) {
-    moved = 0;
-    for (const auto& r : refs) {
-      const MDB_dbi from = dbi_[static_cast<std::size_t>(r.set)];
-      int g = get_record(txn, from, r.seq, buf);
-      if (g == MDB_NOTFOUND) continue;
-      if (g != 0) return g;
-      DecodedRecord rec;
-      if (!decode_record(buf, rec).empty()) continue;  // damaged: left for the dump to report
-      const auto attempts = static_cast<std::uint16_t>(rec.attempts + 1);
-      auto updated = with_failure(buf, attempts, status, reason);
-      if (attempts >= max_attempts) {
-        g = del_record(txn, from, r.seq);
-        if (g == 0)
-          g = put_record(txn, dbi_[static_cast<std::size_t>(RecordSet::Failed)], r.seq, updated);
-        if (g != 0) return g;
-        ++moved;
-      } else {
-        g = put_record(txn, from, r.seq, updated);
-        if (g != 0) return g;
-      }
-    }
-    return 0;
+  const MDB_dbi failed = dbi_[static_cast<std::size_t>(RecordSet::Failed)];
+  return update_each(refs, [&](MDB_txn* txn, MDB_dbi from, std::uint64_t seq,
+                               std::span<const std::byte> record, bool& moved) {
+    DecodedRecord rec;
+    if (!decode_record(record, rec).empty()) return 0;  // damaged: left for the dump to report
+    const auto attempts = static_cast<std::uint16_t>(rec.attempts + 1);
+    const auto updated = with_failure(record, attempts, status, reason);
+    moved = attempts >= max_attempts;
+    return moved ? move_record(txn, from, failed, seq, updated)
+                 : put_record(txn, from, seq, updated);
   });
-  return rc == 0 ? moved : 0;
 }
 
 std::size_t Journal::move_to_failed(std::span<const RecordRef> refs, std::uint16_t status,
                                     std::string_view reason) {
-  std::size_t moved = 0;
-  std::vector<std::byte> buf;
-  const int rc = write_txn([&](MDB_txn* txn) {
-    moved = 0;
-    for (const auto& r : refs) {
-      const MDB_dbi from = dbi_[static_cast<std::size_t>(r.set)];
-      int g = get_record(txn, from, r.seq, buf);
-      if (g == MDB_NOTFOUND) continue;
-      if (g != 0) return g;
-      DecodedRecord rec;
-      std::vector<std::byte> updated = buf;
-      if (decode_record(buf, rec).empty())
-        updated = with_failure(buf, rec.attempts, status, reason);
-      g = del_record(txn, from, r.seq);
-      if (g == 0)
-        g = put_record(txn, dbi_[static_cast<std::size_t>(RecordSet::Failed)], r.seq, updated);
-      if (g != 0) return g;
-      ++moved;
+  const MDB_dbi failed = dbi_[static_cast<std::size_t>(RecordSet::Failed)];
+  return update_each(refs, [&](MDB_txn* txn, MDB_dbi from, std::uint64_t seq,
+                               std::span<const std::byte> record, bool& moved) {
+    moved = true;
+    DecodedRecord rec;
+    if (!decode_record(record, rec).empty()) {
+      return move_record(txn, from, failed, seq, record);  // damaged: moved as it is
     }
-    return 0;
+    return move_record(txn, from, failed, seq, with_failure(record, rec.attempts, status, reason));
   });
-  return rc == 0 ? moved : 0;
 }
 
 std::size_t Journal::requeue_failed(std::optional<Priority> only) {
@@ -783,9 +783,11 @@ std::size_t Journal::requeue_failed(std::optional<Priority> only) {
     for (auto& [seq, bytes] : items) {
       DecodedRecord rec;
       decode_record(bytes, rec);
-      int g = del_record(txn, dbi_[static_cast<std::size_t>(RecordSet::Failed)], seq);
-      if (g == 0) g = put_record(txn, dbi_[static_cast<std::size_t>(rec.priority)], seq, bytes);
-      if (g != 0) return g;
+      if (const int g = move_record(txn, dbi_[static_cast<std::size_t>(RecordSet::Failed)],
+                                    dbi_[static_cast<std::size_t>(rec.priority)], seq, bytes);
+          g != 0) {
+        return g;
+      }
       ++moved;
     }
     return 0;

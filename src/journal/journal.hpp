@@ -183,6 +183,14 @@ class Journal {
   // Runs `body` in a write transaction and commits it, growing the map and retrying on
   // MDB_MAP_FULL. `body` returns an LMDB code (0 = commit). Returns the final code.
   int write_txn(const std::function<int(MDB_txn*)>& body);
+  // Changes one record in update_each(): called with the record's DB, key and bytes;
+  // returns an LMDB code (non-zero aborts the transaction) and sets `moved` if it moved
+  // the record to the failed set.
+  using RecordUpdate = std::function<int(MDB_txn* txn, MDB_dbi from, std::uint64_t seq,
+                                         std::span<const std::byte> record, bool& moved)>;
+  // Runs `update` on each of `refs` still in the journal, all in one write transaction.
+  // Returns how many it moved, or 0 if the transaction failed (nothing changed then).
+  std::size_t update_each(std::span<const RecordRef> refs, const RecordUpdate& update);
 
   std::filesystem::path dir_;
   std::unique_ptr<DirLock> lock_;
