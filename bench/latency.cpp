@@ -67,6 +67,9 @@ struct Config {
   // CPUs, each by its own means. Free: the scheduler places every thread.
   bool pin = false;
   unsigned producer_cpu = 0;
+  // > 0: also print, for every round, the p50 of each run of this many consecutive
+  // samples, to see whether a contestant's cost changes during one instance's life.
+  std::size_t segment_samples = 0;
 
   // The CPUs of the pinned placement other than the producer's.
   std::vector<unsigned> consumer_cpus() const {
@@ -448,6 +451,17 @@ Round run_round_of(const std::string& name, int threads, Method method, const Co
   return run_round<SpdlogContestant>(threads, method, round_cfg, clock, round);
 }
 
+// The p50 of each run of `n` consecutive samples, in order.
+std::string segment_p50s(const std::vector<double>& samples, std::size_t n) {
+  std::string out;
+  for (std::size_t at = 0; at + n <= samples.size(); at += n) {
+    std::vector<double> run(samples.begin() + static_cast<std::ptrdiff_t>(at),
+                            samples.begin() + static_cast<std::ptrdiff_t>(at + n));
+    out += ' ' + fixed(percentiles(run).p50);
+  }
+  return out;
+}
+
 // Measures every contestant in one configuration; results in the order of `names`.
 std::vector<Result> run_configuration(const std::vector<std::string>& names, int threads,
                                       Method method, const Config& cfg, const TscClock& clock) {
@@ -455,6 +469,7 @@ std::vector<Result> run_configuration(const std::vector<std::string>& names, int
   round_cfg.bursts = cfg.bursts / cfg.rounds;
   round_cfg.percall_calls = cfg.percall_calls / static_cast<std::size_t>(cfg.rounds);
   std::vector<std::vector<double>> samples(names.size());
+  std::vector<std::string> segments(names.size());  // --segment-samples, this round
   std::vector<std::string> warnings(names.size());
   std::vector<long> preemptions(names.size());
   std::vector<std::vector<double>> round_p50(names.size());
@@ -473,6 +488,7 @@ std::vector<Result> run_configuration(const std::vector<std::string>& names, int
             (warnings[c].empty() ? "" : "; ") + ("round " + std::to_string(round + 1) + ": " + w);
       }
       samples[c].insert(samples[c].end(), got.samples.begin(), got.samples.end());
+      if (cfg.segment_samples > 0) segments[c] = segment_p50s(got.samples, cfg.segment_samples);
       preemptions[c] += got.preemptions;
       round_p50[c].push_back(percentiles(got.samples).p50);  // sorts got.samples
       round_preemptions[c].push_back(got.preemptions);
@@ -480,6 +496,12 @@ std::vector<Result> run_configuration(const std::vector<std::string>& names, int
                 << " preempted)" << std::flush;
     }
     std::cout << std::endl;
+    if (cfg.segment_samples > 0) {
+      for (std::size_t c = 0; c < names.size(); ++c) {
+        std::cout << "    " << names[c] << ", p50 of each " << cfg.segment_samples
+                  << " samples:" << segments[c] << std::endl;
+      }
+    }
   }
   std::vector<Result> out;
   for (std::size_t c = 0; c < names.size(); ++c) {
@@ -703,6 +725,8 @@ int main(int argc, char** argv) {
   app.add_option("--burst-size", cfg.burst_size, "Calls per burst / per pacing group");
   app.add_option("--warmup-bursts", cfg.warmup_bursts, "Unrecorded bursts per thread and round");
   app.add_option("--rounds", cfg.rounds, "Turns the contestants take (interleaved)");
+  app.add_option("--segment-samples", cfg.segment_samples,
+                 "Also print each round's p50 per this many consecutive samples (0: off)");
   std::vector<std::string> durability_names;
   for (const DurabilityMode& m : kDurabilityModes) durability_names.emplace_back(m.name);
   std::string durability = durability_name(cfg.durability);
