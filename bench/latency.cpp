@@ -468,31 +468,34 @@ std::vector<Result> run_configuration(const std::vector<std::string>& names, int
   Config round_cfg = cfg;
   round_cfg.bursts = cfg.bursts / cfg.rounds;
   round_cfg.percall_calls = cfg.percall_calls / static_cast<std::size_t>(cfg.rounds);
+  // Each contestant's result fills in round by round; its samples are kept apart until
+  // the end, when the percentiles are taken over all rounds.
+  std::vector<Result> out;
+  for (const std::string& name : names) {
+    out.push_back(Result{name, method, threads, cfg.pin, {}, "", 0, {}, {}, {}, {}});
+  }
   std::vector<std::vector<double>> samples(names.size());
   std::vector<std::string> segments(names.size());  // --segment-samples, this round
-  std::vector<std::string> warnings(names.size());
-  std::vector<long> preemptions(names.size());
-  std::vector<std::vector<double>> round_p50(names.size());
-  std::vector<std::vector<long>> round_preemptions(names.size());
   for (int round = 0; round < cfg.rounds; ++round) {
     std::cout << "  " << method_name(method) << ", " << threads << " thread(s), "
               << (cfg.pin ? "pinned" : "free") << ", round " << round + 1 << "/" << cfg.rounds
               << ", p50:";
     for (std::size_t c = 0; c < names.size(); ++c) {
+      Result& r = out[c];
       Round got = run_round_of(names[c], threads, method, round_cfg, clock,
                                static_cast<unsigned>(round + 1));
       const std::string& w = got.warning;
       if (!w.empty()) {
         std::cerr << "\nWARNING: round " << round + 1 << ": " << w << std::endl;
-        warnings[c] +=
-            (warnings[c].empty() ? "" : "; ") + ("round " + std::to_string(round + 1) + ": " + w);
+        r.warning +=
+            (r.warning.empty() ? "" : "; ") + ("round " + std::to_string(round + 1) + ": " + w);
       }
       samples[c].insert(samples[c].end(), got.samples.begin(), got.samples.end());
       if (cfg.segment_samples > 0) segments[c] = segment_p50s(got.samples, cfg.segment_samples);
-      preemptions[c] += got.preemptions;
-      round_p50[c].push_back(percentiles(got.samples).p50);  // sorts got.samples
-      round_preemptions[c].push_back(got.preemptions);
-      std::cout << ' ' << names[c] << ' ' << fixed(round_p50[c].back()) << " (" << got.preemptions
+      r.preemptions += got.preemptions;
+      r.round_p50.push_back(percentiles(got.samples).p50);  // sorts got.samples
+      r.round_preemptions.push_back(got.preemptions);
+      std::cout << ' ' << names[c] << ' ' << fixed(r.round_p50.back()) << " (" << got.preemptions
                 << " preempted)" << std::flush;
     }
     std::cout << std::endl;
@@ -503,11 +506,8 @@ std::vector<Result> run_configuration(const std::vector<std::string>& names, int
       }
     }
   }
-  std::vector<Result> out;
   for (std::size_t c = 0; c < names.size(); ++c) {
-    Result r{names[c], method, threads, cfg.pin, {}, warnings[c], preemptions[c], {}, {}, {}, {}};
-    r.round_p50 = std::move(round_p50[c]);
-    r.round_preemptions = std::move(round_preemptions[c]);
+    Result& r = out[c];
     if (method == Method::PerCall) {
       std::vector<double> first, rest;
       for (std::size_t k = 0; k < samples[c].size(); ++k) {
@@ -517,7 +517,6 @@ std::vector<Result> run_configuration(const std::vector<std::string>& names, int
       r.rest = percentiles(rest);
     }
     r.p = percentiles(samples[c]);  // sorts: after the split, which needs call order
-    out.push_back(r);
   }
   return out;
 }
