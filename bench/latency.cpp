@@ -361,15 +361,23 @@ struct Result {
   bool pinned;
   Percentiles p;
   std::string warning;
-  long preemptions;  // involuntary context switches of the producers while measured
   // Per-call method only: the first call after each pause, and the other calls. The
   // pause lets caches and TLBs go cold, so the first call shows what a burst pays once.
   Percentiles first;
   Percentiles rest;
-  // Each round's p50 and preemptions, in round order (latency-rounds.csv): rounds run
-  // one after another, so a row of the file shows what the machine was like then.
-  std::vector<double> round_p50;
-  std::vector<long> round_preemptions;
+  // Each round's figures, in round order (latency-rounds.csv): rounds run one after
+  // another, so a row of the file shows what the machine was like then.
+  struct RoundFigures {
+    double p50;
+    long preemptions;  // involuntary context switches of the producers while measured
+  };
+  std::vector<RoundFigures> rounds;
+
+  long preemptions() const {
+    long sum = 0;
+    for (const RoundFigures& f : rounds) sum += f.preemptions;
+    return sum;
+  }
 };
 
 // Involuntary context switches of the calling thread so far: how often the scheduler
@@ -472,7 +480,7 @@ std::vector<Result> run_configuration(const std::vector<std::string>& names, int
   // the end, when the percentiles are taken over all rounds.
   std::vector<Result> out;
   for (const std::string& name : names) {
-    out.push_back(Result{name, method, threads, cfg.pin, {}, "", 0, {}, {}, {}, {}});
+    out.push_back(Result{name, method, threads, cfg.pin, {}, "", {}, {}, {}});
   }
   std::vector<std::vector<double>> samples(names.size());
   std::vector<std::string> segments(names.size());  // --segment-samples, this round
@@ -492,10 +500,8 @@ std::vector<Result> run_configuration(const std::vector<std::string>& names, int
       }
       samples[c].insert(samples[c].end(), got.samples.begin(), got.samples.end());
       if (cfg.segment_samples > 0) segments[c] = segment_p50s(got.samples, cfg.segment_samples);
-      r.preemptions += got.preemptions;
-      r.round_p50.push_back(percentiles(got.samples).p50);  // sorts got.samples
-      r.round_preemptions.push_back(got.preemptions);
-      std::cout << ' ' << names[c] << ' ' << fixed(r.round_p50.back()) << " (" << got.preemptions
+      r.rounds.push_back({percentiles(got.samples).p50, got.preemptions});  // sorts got.samples
+      std::cout << ' ' << names[c] << ' ' << fixed(r.rounds.back().p50) << " (" << got.preemptions
                 << " preempted)" << std::flush;
     }
     std::cout << std::endl;
@@ -560,7 +566,7 @@ void write_csv(const std::filesystem::path& file, const std::vector<Result>& res
     } else {
       out << ",,,";
     }
-    out << ',' << r.preemptions << ",\"" << r.warning << "\"\n";
+    out << ',' << r.preemptions() << ",\"" << r.warning << "\"\n";
   }
 }
 
@@ -570,10 +576,10 @@ void write_rounds_csv(const std::filesystem::path& file, const std::vector<Resul
   std::ofstream out(file);
   out << "method,threads,placement,round,contestant,p50_ns,preempted\n";
   for (const auto& r : results) {
-    for (std::size_t k = 0; k < r.round_p50.size(); ++k) {
+    for (std::size_t k = 0; k < r.rounds.size(); ++k) {
       out << method_name(r.method) << ',' << r.threads << ',' << (r.pinned ? "pinned" : "free")
-          << ',' << k + 1 << ',' << r.contestant << ',' << fixed(r.round_p50[k], 2) << ','
-          << r.round_preemptions[k] << '\n';
+          << ',' << k + 1 << ',' << r.contestant << ',' << fixed(r.rounds[k].p50, 2) << ','
+          << r.rounds[k].preemptions << '\n';
     }
   }
 }
@@ -598,7 +604,7 @@ void write_table(std::ostream& md, const std::vector<Result>& results, const Con
        << fixed(r.p.p90) << " | " << fixed(r.p.p99) << " | " << fixed(r.p.p999) << " | "
        << fixed(r.p.p9999) << " | " << fixed(r.p.max) << " | "
        << (floor ? fixed(r.p.p50 / floor->p.p50, 2) + "x" : "-") << " | "
-       << (floor ? fixed(r.p.p999 / floor->p.p999, 2) + "x" : "-") << " | " << r.preemptions
+       << (floor ? fixed(r.p.p999 / floor->p.p999, 2) + "x" : "-") << " | " << r.preemptions()
        << " |\n";
   }
   md << "\n";

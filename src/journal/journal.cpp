@@ -766,7 +766,12 @@ std::size_t Journal::requeue_failed(std::optional<Priority> only) {
     moved = 0;
     // Collect first: putting into another DB while iterating this one is fine in LMDB,
     // but deleting under the cursor while we also put keeps the loop simpler this way.
-    std::vector<std::pair<std::uint64_t, std::vector<std::byte>>> items;
+    struct Item {
+      std::uint64_t seq;
+      Priority priority;
+      std::vector<std::byte> bytes;  // attempts and failure reset
+    };
+    std::vector<Item> items;
     {
       Cursor c(txn, dbi_[static_cast<std::size_t>(RecordSet::Failed)]);
       MDB_val k, v;
@@ -777,14 +782,13 @@ std::size_t Journal::requeue_failed(std::optional<Priority> only) {
         DecodedRecord rec;
         if (!decode_record(bytes, rec).empty()) continue;
         if (only && rec.priority != *only) continue;
-        items.emplace_back(from_be64(k.mv_data), with_failure(bytes, 0, 0, {}));
+        items.push_back({from_be64(k.mv_data), rec.priority, with_failure(bytes, 0, 0, {})});
       }
     }
-    for (auto& [seq, bytes] : items) {
-      DecodedRecord rec;
-      decode_record(bytes, rec);
-      if (const int g = move_record(txn, dbi_[static_cast<std::size_t>(RecordSet::Failed)],
-                                    dbi_[static_cast<std::size_t>(rec.priority)], seq, bytes);
+    for (const Item& item : items) {
+      if (const int g =
+              move_record(txn, dbi_[static_cast<std::size_t>(RecordSet::Failed)],
+                          dbi_[static_cast<std::size_t>(item.priority)], item.seq, item.bytes);
           g != 0) {
         return g;
       }
