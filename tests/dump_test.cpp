@@ -381,7 +381,11 @@ struct Fixture {
 Fixture make_fixture(const std::filesystem::path& dir) {
   Fixture f;
   {
-    fl::Client c(fl::test::test_options(dir));
+    // Precise: the time filters below need a time per record. The default cached clock
+    // may give records logged within 50 us of each other the same time.
+    auto o = fl::test::test_options(dir);
+    o.clock_source = fl::ClockSource::Precise;
+    fl::Client c(o);
     for (std::int64_t n = 0; n < 12; ++n) {
       const auto p = static_cast<P>(n % 4);
       const auto r = n % 3 == 0 ? c.log_event("tick", {{"n", n}}, p)

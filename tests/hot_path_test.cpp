@@ -1,9 +1,10 @@
 // Tests of two hot-path shortcuts: the named form's ShapeMemo (remembered shapes are
-// logged as implicit schemas) and ClockSource::Cached. Each must be invisible in what
-// the journal holds: the same names, values and order as the plain path, and times
-// that stay within the call's window.
+// logged as implicit schemas) and the two clock sources, Cached (the default) and
+// Precise. Each must be invisible in what the journal holds: the same names, values
+// and order as the plain path, and times that stay within the call's window.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -273,4 +274,45 @@ TEST(CachedClock, NamedFormAndEventsUseItToo) {
     EXPECT_GE(r.ts_ns, start - 50'000'000);
     EXPECT_LE(r.ts_ns, end + 50'000'000);
   }
+}
+
+// ---- ClockSource::Precise ------------------------------------------------------------------
+
+// An rdtsc per call: calls logged back to back get times of their own (the cached word
+// would give most of them the same), each within its call's window.
+TEST(PreciseClock, EveryCallGetsItsOwnTimeWithinItsWindow) {
+  fl::test::TempDir tmp;
+  const auto dir = tmp / "j";
+  auto o = fl::test::blocking_options(dir);
+  o.clock_source = fl::ClockSource::Precise;
+  const std::int64_t start = now_ns();
+  std::int64_t burst_end = 0, mid_before = 0, mid_after = 0;
+  {
+    fl::Client c(o);
+    auto s = c.schema({"i"}, {"y"});
+    for (int i = 0; i < 1000; ++i) ASSERT_EQ(c.log_prediction(s, {i}, {1.0}), fl::LogResult::Ok);
+    burst_end = now_ns();
+    std::this_thread::sleep_for(200ms);
+    mid_before = now_ns();
+    ASSERT_EQ(c.log_event("after_pause", {{"i", 1000}}), fl::LogResult::Ok);
+    mid_after = now_ns();
+    c.flush();
+  }
+
+  const auto recs = read_journal(dir);
+  ASSERT_EQ(recs.size(), 1001u);
+  std::vector<std::int64_t> burst;
+  for (std::size_t i = 0; i < 1000; ++i) {
+    ASSERT_EQ(recs[i].error, "");
+    EXPECT_GE(recs[i].ts_ns, start - 50'000'000);  // the TSC-to-wall conversion's own error
+    EXPECT_LE(recs[i].ts_ns, burst_end + 50'000'000);
+    burst.push_back(recs[i].ts_ns);
+  }
+  std::sort(burst.begin(), burst.end());
+  const auto distinct = std::unique(burst.begin(), burst.end()) - burst.begin();
+  EXPECT_GE(distinct, 990) << "calls logged back to back share their times";
+  // The event after the pause is timed at its call: after the burst by the pause.
+  EXPECT_GE(recs.back().ts_ns, mid_before - 50'000'000);
+  EXPECT_LE(recs.back().ts_ns, mid_after + 50'000'000);
+  EXPECT_GE(recs.back().ts_ns - recs[999].ts_ns, 150'000'000);
 }

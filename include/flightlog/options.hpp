@@ -49,17 +49,21 @@ enum class UploadFormat : std::uint8_t {
 // Where the hot path's timestamp comes from. Either way a record carries wall-clock
 // nanoseconds since the Unix epoch (the writer converts; see src/hot_path/clock.hpp).
 enum class ClockSource : std::uint8_t {
-  // Read per call: the CPU's time-stamp counter where it is invariant (x86-64), else
-  // CLOCK_REALTIME through the vDSO. Nanosecond resolution; costs one rdtsc per call,
-  // 7-25 ns depending on the machine (virtual machines are at the slow end).
-  Precise,
-  // A clock word the writer thread refreshes as it runs (every 50 us while records flow,
-  // at least every `writer_poll_interval` when idle) and the hot path merely loads:
-  // about 1 ns. A record's time may lag its call by up to `writer_poll_interval`
-  // (1 ms by default), longer if the writer thread is descheduled. For callers who log
-  // millions of records a second and need their order (the sequence keeps it), not
-  // their microsecond.
+  // A clock word the writer's drain thread refreshes as it runs, which the hot path
+  // merely loads: about 1 ns, a cache hit between refreshes. A record's time is the
+  // word's at the call: never later than the call, and earlier by at most the time
+  // since the last refresh: under 50 us while the writer is draining, up to
+  // `writer_poll_interval` (1 ms by default) after an idle spell, longer only while
+  // the drain thread is starved of CPU. The sequence keeps the order of a thread's
+  // records whatever their times. Right for monitoring (records are grouped by
+  // second, minute or day), and the only clock whose cost fits under the raw queue's.
   Cached,
+  // Read per call: the CPU's time-stamp counter where it is invariant (x86-64), else
+  // CLOCK_REALTIME through the vDSO. Nanosecond resolution, but one rdtsc per call
+  // costs 7-25 ns by the machine (virtual machines are at the slow end): on the 2-core
+  // VM of bench/results, as much as the whole raw enqueue of a quiet moment. For
+  // callers who correlate a record's time with other clocks to the microsecond.
+  Precise,
 };
 
 // What log_prediction() does when the in-memory queue of a priority is full (the
@@ -169,8 +173,10 @@ struct Options {
   // share of a queue).
   std::size_t max_record_bytes = 16 * 1024;
 
-  // See ClockSource. Default Precise: a timestamp per call is what a record is for.
-  ClockSource clock_source = ClockSource::Precise;
+  // See ClockSource. Default Cached: a record costs about as much as the raw enqueue,
+  // and its time is good to a millisecond. Precise buys per-call nanoseconds for one
+  // rdtsc per call (bench/results/latest.md measures both).
+  ClockSource clock_source = ClockSource::Cached;
 
   // --- Writer and journal ----------------------------------------------------------
 
