@@ -194,8 +194,9 @@ struct Options {
   std::chrono::microseconds batch_max_delay{5000};
 
   // How long the writer sleeps when every queue is empty. The hot path never wakes it
-  // (that would be a system call), so this bounds the commit latency of a lone record.
-  // Shorter = fresher commits, more idle wake-ups.
+  // (that would be a system call), so this bounds the commit latency of a lone record,
+  // and, with ClockSource::Cached, how far a record's time may trail its call after an
+  // idle spell. Shorter = fresher commits and times, more idle wake-ups.
   std::chrono::microseconds writer_poll_interval{1000};
 
   // Durability::Periodic only: how often the writer flushes the journal to the device.

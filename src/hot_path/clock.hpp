@@ -1,5 +1,6 @@
 // Hot-path timestamps and their conversion to wall-clock nanoseconds.
 //
+// ClockSource::Cached (the default): the hot path loads a clock word (CachedClock below).
 // ClockSource::Precise: the hot path reads the CPU's time-stamp counter (7-25 ns by the
 // machine, no system call, no shared memory). Only the writer thread turns ticks into Unix-epoch
 // nanoseconds, with a calibration it refreshes every second against CLOCK_REALTIME, so NTP steps
