@@ -675,14 +675,21 @@ std::string cpus_allowed_list(const std::string& tid) {
   return status.substr(begin, status.find('\n', begin) - begin);
 }
 
-// Thread name -> Cpus_allowed_list, for this process's threads named fl-*.
-std::map<std::string, std::string> flightlog_threads() {
+// Thread name -> thread id, for this process's threads named fl-*.
+std::map<std::string, std::string> flightlog_thread_ids() {
   std::map<std::string, std::string> out;
   for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
     std::string name = fl::test::read_whole_file(task.path() / "comm");
     if (!name.empty() && name.back() == '\n') name.pop_back();
-    if (name.rfind("fl-", 0) == 0) out[name] = cpus_allowed_list(task.path().filename());
+    if (name.rfind("fl-", 0) == 0) out[name] = task.path().filename();
   }
+  return out;
+}
+
+// Thread name -> Cpus_allowed_list, for this process's threads named fl-*.
+std::map<std::string, std::string> flightlog_threads() {
+  auto out = flightlog_thread_ids();
+  for (auto& [name, tid] : out) tid = cpus_allowed_list(tid);
   return out;
 }
 
@@ -722,6 +729,26 @@ TEST(Threads, BackgroundCpusPinEveryThreadOfTheClientAndLeaveTheCallersSetAlone)
   for (const auto& [name, cpus] : flightlog_threads()) {
     EXPECT_EQ(cpus, cpus_allowed_list(std::to_string(syscall(SYS_gettid)))) << name;
   }
+}
+
+// Every thread of a client is SCHED_BATCH, so waking up it never preempts a caller's
+// thread; the caller's own policy is left as it was.
+TEST(Threads, EveryThreadOfTheClientYieldsOnWakeupAndTheCallersPolicyStays) {
+  const int caller_policy = sched_getscheduler(0);
+  fl::test::TempDir tmp;
+  auto o = fl::test::test_options(tmp / "j");
+  o.endpoint = "https://127.0.0.1:9/v1";  // never reached: auto-sync is off
+  o.offline_auto_sync = false;
+  fl::Client c(o);
+  const auto threads = flightlog_thread_ids();
+  ASSERT_EQ(threads.size(), 4u);
+  for (const auto& [name, tid] : threads) {
+    EXPECT_EQ(sched_getscheduler(static_cast<pid_t>(std::stol(tid))), SCHED_BATCH) << name;
+  }
+  EXPECT_EQ(sched_getscheduler(0), caller_policy);
+  ASSERT_EQ(c.log_event("e", {{"i", 1}}), fl::LogResult::Ok);
+  c.flush();
+  EXPECT_EQ(c.get_offline_status().committed_total, 1u);
 }
 
 // ---- The api_key stays in memory -------------------------------------------------------------

@@ -13,6 +13,11 @@ void name_thread(std::thread& thread, const char* name) noexcept {
   pthread_setname_np(thread.native_handle(), name);  // fails only for names over 15 characters
 }
 
+void yield_on_wakeup(std::thread& thread) noexcept {
+  const sched_param param{};  // SCHED_BATCH takes priority 0
+  pthread_setschedparam(thread.native_handle(), SCHED_BATCH, &param);
+}
+
 ScopedThreadAffinity::ScopedThreadAffinity(const std::vector<unsigned>& cpus) : saved_{} {
   if (cpus.empty()) return;
   if (int rc = pthread_getaffinity_np(pthread_self(), sizeof saved_, &saved_); rc != 0) {

@@ -19,6 +19,15 @@ namespace flightlog::detail {
 // and nothing depends on it.
 void name_thread(std::thread& thread, const char* name) noexcept;
 
+// Puts `thread` in the SCHED_BATCH policy: same share of CPU time as any other thread,
+// but when it wakes it never preempts the thread running on a core; it takes a free
+// core, or waits for the running thread's time slice to end. flightlog's threads wake
+// often (the writer every poll interval and after every device flush) and have
+// milliseconds to spare, while the caller's threads are mid-call; without it, a waking
+// writer thread takes the core from under a logging thread that shares it. Best effort:
+// needs no privilege, and a thread left in the default policy still works.
+void yield_on_wakeup(std::thread& thread) noexcept;
+
 // Restricts the calling thread to `cpus` for the guard's lifetime; threads it starts
 // meanwhile are born with the same restriction (Linux threads inherit their creator's
 // CPU set), which is how they start pinned before running a single instruction

@@ -427,6 +427,7 @@ HttpsClient::Impl::Impl(HttpClientConfig config)
     exited_.set_value();
   });
   name_thread(thread_, "fl-io");
+  yield_on_wakeup(thread_);
   io_thread_id_ = thread_.get_id();
 }
 

@@ -118,6 +118,7 @@ Uploader::Uploader(const UploaderConfig& config, Journal& journal, Writer& write
       backoff_(config.backoff_base, config.backoff_cap, std::random_device{}()) {
   thread_ = std::thread([this] { run(); });
   name_thread(thread_, "fl-upload");
+  yield_on_wakeup(thread_);
 }
 
 Uploader::~Uploader() {

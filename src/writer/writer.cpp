@@ -71,8 +71,10 @@ Writer::Writer(const WriterConfig& config, Journal& journal, QueueSet& queues,
   if (config_.cached_clock != nullptr) config_.cached_clock->refresh();
   commit_thread_ = std::thread([this] { commit_loop(); });
   name_thread(commit_thread_, "fl-commit");
+  yield_on_wakeup(commit_thread_);
   drain_thread_ = std::thread([this] { drain_loop(); });
   name_thread(drain_thread_, "fl-drain");
+  yield_on_wakeup(drain_thread_);
 }
 
 Writer::~Writer() {
