@@ -731,7 +731,7 @@ TEST(Threads, BackgroundCpusPinEveryThreadOfTheClientAndLeaveTheCallersSetAlone)
   }
 }
 
-// Every thread of a client is SCHED_BATCH, so waking up it never preempts a caller's
+// Every thread of a client is SCHED_BATCH, so on waking it never preempts a caller's
 // thread; the caller's own policy is left as it was.
 TEST(Threads, EveryThreadOfTheClientYieldsOnWakeupAndTheCallersPolicyStays) {
   const int caller_policy = sched_getscheduler(0);

@@ -56,7 +56,8 @@ enum class ClockSource : std::uint8_t {
   // `writer_poll_interval` (1 ms by default) after an idle spell, longer only while
   // the drain thread is starved of CPU. The sequence keeps the order of a thread's
   // records whatever their times. Right for monitoring (records are grouped by
-  // second, minute or day), and the only clock whose cost fits under the raw queue's.
+  // second, minute or day), and the one clock cheap enough for a call to cost about
+  // what the bare queue's enqueue costs (bench/results/latest.md).
   Cached,
   // Read per call: the CPU's time-stamp counter where it is invariant (x86-64), else
   // CLOCK_REALTIME through the vDSO. Nanosecond resolution, but one rdtsc per call
