@@ -214,35 +214,52 @@ TEST(NamedForm, ARecordThatFitsOnlyAsNamedFieldsIsAccepted) {
 
 // ---- ClockSource::Cached -------------------------------------------------------------------
 
-// Times come from the writer's clock word: each lies between the client's start and
-// the flush after it, does not go backwards within a thread, and moves on when time
-// passes between calls.
-TEST(CachedClock, TimesStayInTheCallWindowAndMoveOn) {
+// What clock tests log and read back: 1,000 schema-form calls back to back, a pause of
+// 200 ms (a cached word is refreshed meanwhile), one more call, a flush; with the wall
+// times around each step.
+namespace {
+
+struct ClockRun {
+  std::int64_t start = 0, burst_end = 0, mid_before = 0, mid_after = 0, end = 0;
+  std::vector<fl::test::OwnedRecord> recs;
+};
+
+void log_burst_pause_and_one_more(fl::ClockSource clock, ClockRun& run) {
   fl::test::TempDir tmp;
   const auto dir = tmp / "j";
   auto o = fl::test::blocking_options(dir);
-  o.clock_source = fl::ClockSource::Cached;
-  const std::int64_t start = now_ns();
-  std::int64_t mid_before = 0, mid_after = 0;
+  o.clock_source = clock;
+  run.start = now_ns();
   {
     fl::Client c(o);
     auto s = c.schema({"i"}, {"y"});
     for (int i = 0; i < 1000; ++i) ASSERT_EQ(c.log_prediction(s, {i}, {1.0}), fl::LogResult::Ok);
-    std::this_thread::sleep_for(200ms);  // the writer refreshes the word meanwhile
-    mid_before = now_ns();
+    run.burst_end = now_ns();
+    std::this_thread::sleep_for(200ms);
+    run.mid_before = now_ns();
     ASSERT_EQ(c.log_prediction(s, {1000}, {1.0}), fl::LogResult::Ok);
-    mid_after = now_ns();
+    run.mid_after = now_ns();
     c.flush();
   }
-  const std::int64_t end = now_ns();
+  run.end = now_ns();
+  run.recs = read_journal(dir);
+}
 
-  const auto recs = read_journal(dir);
+}  // namespace
+
+// Times come from the writer's clock word: each lies between the client's start and
+// the flush after it, does not go backwards within a thread, and moves on when time
+// passes between calls.
+TEST(CachedClock, TimesStayInTheCallWindowAndMoveOn) {
+  ClockRun run;
+  ASSERT_NO_FATAL_FAILURE(log_burst_pause_and_one_more(fl::ClockSource::Cached, run));
+  const auto& recs = run.recs;
   ASSERT_EQ(recs.size(), 1001u);
   std::int64_t prev = 0;
   for (const auto& r : recs) {
     ASSERT_EQ(r.error, "");
-    EXPECT_GE(r.ts_ns, start - 50'000'000);  // the TSC-to-wall conversion's own error
-    EXPECT_LE(r.ts_ns, end + 50'000'000);
+    EXPECT_GE(r.ts_ns, run.start - 50'000'000);  // the TSC-to-wall conversion's own error
+    EXPECT_LE(r.ts_ns, run.end + 50'000'000);
     // The clock word never goes back; the conversion's once-a-second re-anchoring may
     // move a converted time back by its correction (microseconds).
     EXPECT_GE(r.ts_ns, prev - 1'000'000) << "seq " << r.seq;
@@ -251,8 +268,8 @@ TEST(CachedClock, TimesStayInTheCallWindowAndMoveOn) {
   // The record logged after the pause carries a time from after the pause began, not
   // the word of the burst before it, and not one from the future.
   EXPECT_GT(recs.back().ts_ns, recs.front().ts_ns + 100'000'000);
-  EXPECT_LE(recs.back().ts_ns, mid_after + 50'000'000);
-  EXPECT_GE(recs.back().ts_ns, mid_before - 200'000'000);
+  EXPECT_LE(recs.back().ts_ns, run.mid_after + 50'000'000);
+  EXPECT_GE(recs.back().ts_ns, run.mid_before - 200'000'000);
 }
 
 TEST(CachedClock, NamedFormAndEventsUseItToo) {
@@ -281,38 +298,22 @@ TEST(CachedClock, NamedFormAndEventsUseItToo) {
 // An rdtsc per call: calls logged back to back get times of their own (the cached word
 // would give most of them the same), each within its call's window.
 TEST(PreciseClock, EveryCallGetsItsOwnTimeWithinItsWindow) {
-  fl::test::TempDir tmp;
-  const auto dir = tmp / "j";
-  auto o = fl::test::blocking_options(dir);
-  o.clock_source = fl::ClockSource::Precise;
-  const std::int64_t start = now_ns();
-  std::int64_t burst_end = 0, mid_before = 0, mid_after = 0;
-  {
-    fl::Client c(o);
-    auto s = c.schema({"i"}, {"y"});
-    for (int i = 0; i < 1000; ++i) ASSERT_EQ(c.log_prediction(s, {i}, {1.0}), fl::LogResult::Ok);
-    burst_end = now_ns();
-    std::this_thread::sleep_for(200ms);
-    mid_before = now_ns();
-    ASSERT_EQ(c.log_event("after_pause", {{"i", 1000}}), fl::LogResult::Ok);
-    mid_after = now_ns();
-    c.flush();
-  }
-
-  const auto recs = read_journal(dir);
+  ClockRun run;
+  ASSERT_NO_FATAL_FAILURE(log_burst_pause_and_one_more(fl::ClockSource::Precise, run));
+  const auto& recs = run.recs;
   ASSERT_EQ(recs.size(), 1001u);
   std::vector<std::int64_t> burst;
   for (std::size_t i = 0; i < 1000; ++i) {
     ASSERT_EQ(recs[i].error, "");
-    EXPECT_GE(recs[i].ts_ns, start - 50'000'000);  // the TSC-to-wall conversion's own error
-    EXPECT_LE(recs[i].ts_ns, burst_end + 50'000'000);
+    EXPECT_GE(recs[i].ts_ns, run.start - 50'000'000);  // the TSC-to-wall conversion's own error
+    EXPECT_LE(recs[i].ts_ns, run.burst_end + 50'000'000);
     burst.push_back(recs[i].ts_ns);
   }
   std::sort(burst.begin(), burst.end());
   const auto distinct = std::unique(burst.begin(), burst.end()) - burst.begin();
   EXPECT_GE(distinct, 990) << "calls logged back to back share their times";
-  // The event after the pause is timed at its call: after the burst by the pause.
-  EXPECT_GE(recs.back().ts_ns, mid_before - 50'000'000);
-  EXPECT_LE(recs.back().ts_ns, mid_after + 50'000'000);
+  // The call after the pause is timed at its call: after the burst by the pause.
+  EXPECT_GE(recs.back().ts_ns, run.mid_before - 50'000'000);
+  EXPECT_LE(recs.back().ts_ns, run.mid_after + 50'000'000);
   EXPECT_GE(recs.back().ts_ns - recs[999].ts_ns, 150'000'000);
 }
