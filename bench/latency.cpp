@@ -62,6 +62,7 @@ struct Config {
   std::size_t percall_calls = 1'000'000;  // per configuration, split over rounds and threads
   int rounds = 20;                        // contestants take turns this many times (see below)
   fl::Durability durability = fl::Durability::Full;  // flightlog's contestants (default Options)
+  long min_commit_interval_us = -1;                  // flightlog's; < 0: the library's default
   // Pinned placement: the producer thread on producer_cpu, every contestant's own
   // threads (the floor's consumer, flightlog's writer, spdlog's worker) on the other
   // CPUs, each by its own means. Free: the scheduler places every thread.
@@ -283,6 +284,9 @@ class FlightlogContestant {
   static fl::Options options(const std::filesystem::path& dir, int threads, const Config& cfg) {
     fl::Options o;
     o.durability = cfg.durability;
+    if (cfg.min_commit_interval_us >= 0) {
+      o.min_commit_interval = std::chrono::microseconds(cfg.min_commit_interval_us);
+    }
     if (cfg.pin) o.background_cpus = cfg.consumer_cpus();
     o.offline_dir = dir / "journal";
     o.max_producer_threads = std::max(o.max_producer_threads, static_cast<std::size_t>(threads));
@@ -663,6 +667,9 @@ void write_markdown(const std::filesystem::path& file, const std::vector<Result>
      << "named = flightlog's two forms of `log_prediction` (default Options, "
      << (cfg.durability == fl::Durability::Full ? "" : "except ")
      << "Durability::" << durability_name(cfg.durability)
+     << (cfg.min_commit_interval_us >= 0
+             ? ", min_commit_interval " + std::to_string(cfg.min_commit_interval_us) + " us"
+             : std::string())
      << ", ClockSource::Cached: a load of the writer's clock word); schema+precise / "
      << "named+precise = the same with ClockSource::Precise (an rdtsc per call, the opt-in "
      << "for per-call nanoseconds; held to the same limits for comparison); "
@@ -741,6 +748,9 @@ int main(int argc, char** argv) {
   app.add_option("--durability", durability,
                  "flightlog's durability mode (default Full, the library's default)")
       ->check(CLI::IsMember(durability_names));
+  app.add_option("--min-commit-interval-us", cfg.min_commit_interval_us,
+                 "flightlog's Options::min_commit_interval (default: the library's default)")
+      ->check(CLI::Range(0L, 10'000'000L));
   app.add_option("--percall-calls", cfg.percall_calls,
                  "Timed calls per configuration, split over its threads (per-call method)");
   std::vector<std::string> placements{"free", "pinned"};

@@ -123,6 +123,14 @@ INSTANTIATE_TEST_SUITE_P(
                                 [](fl::Options& o, auto&) {
                                   o.batch_max_delay = std::chrono::microseconds(0);
                                 }},
+                      BadOption{"min_commit_interval",
+                                [](fl::Options& o, auto&) {
+                                  o.min_commit_interval = std::chrono::microseconds(-1);
+                                }},
+                      BadOption{"min_commit_interval",
+                                [](fl::Options& o, auto&) {
+                                  o.min_commit_interval = std::chrono::minutes(1);
+                                }},
                       BadOption{"writer_poll_interval",
                                 [](fl::Options& o,
                                    auto&) { o.writer_poll_interval = std::chrono::hours(1); }},
@@ -648,6 +656,60 @@ TEST(FullPolicy, BlockedProducerSleepsWhileTheWriterIsStalled) {
     EXPECT_EQ(st.committed_total, static_cast<std::uint64_t>(kRecords));
     EXPECT_EQ(st.dropped.queue_full[0], 0u);
   }
+}
+
+// ---- min_commit_interval ---------------------------------------------------------------------
+
+// Records logged a few at a time, every 2 ms, are committed in batches no closer together
+// than the interval, and still committed without anyone flushing.
+TEST(CommitInterval, TrickledRecordsAreCommittedNoMoreOftenThanTheInterval) {
+  fl::test::TempDir tmp;
+  auto o = fl::test::test_options(tmp / "j");
+  o.min_commit_interval = 100ms;
+  fl::Client c(o);
+  const auto start = std::chrono::steady_clock::now();
+  int logged = 0;
+  while (std::chrono::steady_clock::now() - start < 800ms) {
+    ASSERT_EQ(c.log_event("e", {{"i", logged}}), fl::LogResult::Ok);
+    ++logged;
+    std::this_thread::sleep_for(2ms);
+  }
+  // Everything is committed within an interval or two of the last record, unflushed.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (c.get_offline_status().committed_total < static_cast<std::uint64_t>(logged) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  const auto st = c.get_offline_status();
+  EXPECT_EQ(st.committed_total, static_cast<std::uint64_t>(logged));
+  // The first batch goes at once, each later one at least 100 ms after the one before.
+  EXPECT_GE(st.commits_total, 2u);
+  EXPECT_LE(st.commits_total, static_cast<std::uint64_t>(1 + elapsed / 100ms));
+  // The scenario held: enough records, arriving apart, that committing each as the writer
+  // found it would have broken the bound above many times over.
+  EXPECT_GE(logged, 100);
+}
+
+// flush() and the destructor commit at once, however long the interval.
+TEST(CommitInterval, FlushAndTheDestructorDoNotWaitForIt) {
+  fl::test::TempDir tmp;
+  auto o = fl::test::test_options(tmp / "j");
+  o.min_commit_interval = 10s;  // the longest allowed
+  const auto start = std::chrono::steady_clock::now();
+  {
+    fl::Client c(o);
+    for (int round = 1; round <= 3; ++round) {
+      ASSERT_EQ(c.log_event("e", {{"round", round}}), fl::LogResult::Ok);
+      ASSERT_TRUE(c.flush_for(5s)) << "round " << round;
+      const auto st = c.get_offline_status();
+      EXPECT_EQ(st.committed_total, static_cast<std::uint64_t>(round));
+      EXPECT_EQ(st.commits_total, static_cast<std::uint64_t>(round));
+    }
+    ASSERT_EQ(c.log_event("e", {{"round", 4}}), fl::LogResult::Ok);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  EXPECT_EQ(read_journal(tmp / "j").size(), 4u);
 }
 
 TEST(Status, DestructorCommitsWithoutFlush) {

@@ -81,6 +81,8 @@ struct OfflineStatus {
   std::string last_error;              // of the last failed upload; never contains the api_key
   std::string connection_state;        // "disabled" (no endpoint), "idle", "connected", ...
   std::uint64_t committed_total = 0;   // committed since start
+  std::uint64_t commits_total = 0;     // write transactions (batches) that committed them; in
+                                       // Durability::Full each cost two device flushes
   std::uint64_t next_seq = 0;          // sequence the next committed record gets
   std::string journal_id;              // instance id, the prefix of every record id
   std::size_t journal_map_bytes = 0;   // current map size

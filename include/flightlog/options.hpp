@@ -189,15 +189,31 @@ struct Options {
   // batch while the previous one commits (group commit), so a batch holds whatever
   // arrived during a commit, up to `batch_max_records`; past that the queues absorb the
   // rest. While the committer is idle, a batch is handed over as soon as the queues are
-  // empty or it is `batch_max_delay` old. Larger = more absorbed during a slow device
-  // flush (each record costs ~150 bytes of batch memory, twice: two batches alternate).
+  // empty or it is `batch_max_delay` old, once `min_commit_interval` allows. Larger =
+  // more absorbed during a slow device flush (each record costs ~150 bytes of batch
+  // memory, twice: two batches alternate).
   std::size_t batch_max_records = 65536;
   std::chrono::microseconds batch_max_delay{5000};
 
+  // The shortest time between two commits while records trickle in: a batch that is
+  // not full is handed to the commit thread no sooner than this after the previous one.
+  // flush(), the destructor and a full batch never wait for it; under a heavy load the
+  // commits' own device flushes space them further apart anyway.
+  // Why: in Durability::Full every commit costs two device flushes, and each flush ends
+  // in disk interrupts and wake-ups on the machine's cores, logging threads' cores among
+  // them. Without a floor on the interval, a stream of small bursts is committed burst
+  // by burst (bench/results/latency-commit-interval.md: 4-5x more disk interrupts, and
+  // a logging thread preempted 2-13x as often as beside the bare queue).
+  // The trade-off: a record nobody flush()ed may wait up to this much longer before it
+  // is committed, so a kill -9 may take that much more of the unflushed tail with it
+  // (what flush() acknowledged is never at risk). Default 10 ms; 0 = commit as soon as
+  // the queues are empty and the commit thread is free.
+  std::chrono::microseconds min_commit_interval{10000};
+
   // How long the writer sleeps when every queue is empty. The hot path never wakes it
-  // (that would be a system call), so this bounds the commit latency of a lone record,
-  // and, with ClockSource::Cached, how far a record's time may trail its call after an
-  // idle spell. Shorter = fresher commits and times, more idle wake-ups.
+  // (that would be a system call), so this plus `min_commit_interval` bounds the commit
+  // latency of a lone record, and, with ClockSource::Cached, how far a record's time may trail its
+  // call after an idle spell. Shorter = fresher commits and times, more idle wake-ups.
   std::chrono::microseconds writer_poll_interval{1000};
 
   // Durability::Periodic only: how often the writer flushes the journal to the device.

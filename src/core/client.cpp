@@ -177,6 +177,7 @@ class alignas(64) Client::Impl {
     wc.batch_max_records = options_.batch_max_records;
     wc.batch_max_delay = options_.batch_max_delay;
     wc.poll_interval = options_.writer_poll_interval;
+    wc.min_commit_interval = options_.min_commit_interval;
     wc.durability = options_.durability;
     wc.periodic_sync_interval = options_.periodic_sync_interval;
     wc.max_queued = options_.offline_max_queue_size;
@@ -477,6 +478,7 @@ class alignas(64) Client::Impl {
     s.queue_size += s.in_memory;
     s.failed_count = c.entries[static_cast<std::size_t>(RecordSet::Failed)];
     s.committed_total = writer_counters_.committed.load(std::memory_order_relaxed);
+    s.commits_total = writer_counters_.commits.load(std::memory_order_relaxed);
     s.next_seq = c.next_seq;
     s.journal_id = journal_->journal_id();
     s.journal_map_bytes = c.map_bytes;

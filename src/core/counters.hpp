@@ -19,6 +19,7 @@ struct alignas(64) HotPathCounters {
 
 struct alignas(64) WriterCounters {
   std::atomic<std::uint64_t> committed{0};
+  std::atomic<std::uint64_t> commits{0};  // write transactions that committed records
   std::atomic<std::uint64_t> journal_full{0};
   std::atomic<std::uint64_t> journal_error{0};
   std::atomic<std::uint64_t> malformed{0};  // in-memory records the writer could not read

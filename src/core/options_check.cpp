@@ -93,6 +93,8 @@ void validate_options(const Options& o) {
           "must be between 1 and 1000000, got " + n(o.batch_max_records));
   require(o.batch_max_delay > microseconds(0) && o.batch_max_delay <= seconds(10),
           "batch_max_delay", "must be between 1 us and 10 s");
+  require(o.min_commit_interval >= microseconds(0) && o.min_commit_interval <= seconds(10),
+          "min_commit_interval", "must be between 0 and 10 s");
   require(o.writer_poll_interval > microseconds(0) && o.writer_poll_interval <= seconds(1),
           "writer_poll_interval", "must be between 1 us and 1 s");
   require(o.periodic_sync_interval > milliseconds(0) && o.periodic_sync_interval <= hours(1),

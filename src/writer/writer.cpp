@@ -132,12 +132,18 @@ void Writer::drain_loop() {
 
     std::unique_lock lock(mu_);
     auto has_work = [&] { return !filling_->records.empty() || filling_->ticket > handed_ticket; };
-    if (has_work() && ready_ == nullptr) {
+    // A batch of records that merely trickled in waits until min_commit_interval has
+    // passed since the last hand-over; a flush, a stop or a full batch goes at once.
+    const auto now = std::chrono::steady_clock::now();
+    const auto due = last_handover_ + config_.min_commit_interval;
+    const bool urgent = filling_->ticket > handed_ticket || stopping || filling_full();
+    if (has_work() && ready_ == nullptr && (urgent || now >= due)) {
       // Hand over; the other buffer is free, since the commit thread clears ready_ only
       // after it has finished with it.
       handed_ticket = std::max(handed_ticket, filling_->ticket);
       ready_ = filling_;
       filling_ = (filling_ == &batches_[0]) ? &batches_[1] : &batches_[0];
+      last_handover_ = now;
       commit_wake_.notify_one();
       continue;  // drain again at once: records may be waiting
     }
@@ -155,14 +161,20 @@ void Writer::drain_loop() {
       continue;
     }
     if (drained) {
-      // Every queue was empty. Sleep until the commit thread can take what we hold, or
-      // (holding nothing) until a flush, a stop or the poll interval.
-      const bool holding = has_work();
-      drain_wake_.wait_for(lock, config_.poll_interval, [&] {
-        if (holding) return ready_ == nullptr;
-        return stop_.load(std::memory_order_relaxed) ||
-               flush_requested_.load(std::memory_order_relaxed) > handed_ticket;
-      });
+      // Every queue was empty. Holding records the commit thread is still busy with the
+      // last batch: sleep until it is free. Otherwise (holding nothing, or a batch not
+      // yet due) sleep until a flush, a stop, the poll interval or the batch's due time.
+      if (has_work() && ready_ != nullptr) {
+        drain_wake_.wait_for(lock, config_.poll_interval, [&] { return ready_ == nullptr; });
+      } else {
+        const auto sleep = has_work() ? std::min<std::chrono::steady_clock::duration>(
+                                            config_.poll_interval, due - now)
+                                      : config_.poll_interval;
+        drain_wake_.wait_for(lock, sleep, [&] {
+          return stop_.load(std::memory_order_relaxed) ||
+                 flush_requested_.load(std::memory_order_relaxed) > handed_ticket;
+        });
+      }
     }
   }
   std::lock_guard lock(mu_);
@@ -368,6 +380,7 @@ void Writer::commit(Batch& batch) {
   if (batch.records.empty()) return;
   const CommitOutcome out = journal_.commit(batch.arena, batch.records, config_.max_queued);
   bump(counters_.committed, out.committed);
+  if (out.committed > 0) bump(counters_.commits);
   bump(counters_.journal_full, out.dropped_journal_full);
   bump(counters_.journal_error, out.dropped_error);
   // Every record of the batch is now committed or counted as dropped.

@@ -10,8 +10,10 @@
 //   HIGH, NORMAL, LOW from every producer,         write transaction), completes the
 //   encoding records into the filling batch        flush ticket the batch carries, frees
 //   hand the batch over when the commit thread     the batch; runs commands (cleanup,
-//   is free; else keep filling it (up to           uploader bookkeeping) between batches
-//   batch_max_records), then wait
+//   is free and min_commit_interval has passed     uploader bookkeeping) between batches
+//   (at once for a flush or a full batch); else
+//   keep filling it (up to batch_max_records),
+//   then wait
 //
 // Two batch buffers alternate: one filling, one committing. While a commit waits for
 // the device, the next batch grows with everything that arrives, so throughput is not
@@ -54,6 +56,7 @@ struct WriterConfig {
   std::size_t batch_max_records = 65536;
   std::chrono::microseconds batch_max_delay{5000};
   std::chrono::microseconds poll_interval{1000};
+  std::chrono::microseconds min_commit_interval{0};
   Durability durability = Durability::Full;
   std::chrono::milliseconds periodic_sync_interval{100};
   std::size_t max_queued = 0;
@@ -162,6 +165,7 @@ class Writer {
   std::chrono::steady_clock::time_point pass_start_;
   std::chrono::steady_clock::time_point last_calibration_;
   std::chrono::steady_clock::time_point last_clock_tick_;
+  std::chrono::steady_clock::time_point last_handover_;  // see min_commit_interval
   Batch batches_[2];
   Batch* filling_ = &batches_[0];
 
