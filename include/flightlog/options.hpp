@@ -203,7 +203,7 @@ struct Options {
   // in disk interrupts and wake-ups on the machine's cores, logging threads' cores among
   // them. Without a floor on the interval, a stream of small bursts is committed burst
   // by burst (bench/results/latency-commit-interval.md: 4-5x more disk interrupts, and
-  // a logging thread preempted 2-13x as often as beside the bare queue).
+  // a logging thread preempted 2-18x as often as beside the bare queue).
   // The trade-off: a record nobody flush()ed may wait up to this much longer before it
   // is committed, so a kill -9 may take that much more of the unflushed tail with it
   // (what flush() acknowledged is never at risk). Default 10 ms; 0 = commit as soon as
