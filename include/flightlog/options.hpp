@@ -212,8 +212,9 @@ struct Options {
 
   // How long the writer sleeps when every queue is empty. The hot path never wakes it
   // (that would be a system call), so this plus `min_commit_interval` bounds the commit
-  // latency of a lone record, and, with ClockSource::Cached, how far a record's time may trail its
-  // call after an idle spell. Shorter = fresher commits and times, more idle wake-ups.
+  // latency of a lone record, and, with ClockSource::Cached, how far a record's time may
+  // trail its call after an idle spell. Shorter = fresher commits and times, more idle
+  // wake-ups.
   std::chrono::microseconds writer_poll_interval{1000};
 
   // Durability::Periodic only: how often the writer flushes the journal to the device.
