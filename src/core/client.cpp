@@ -296,6 +296,20 @@ class alignas(64) Client::Impl {
         return push(pr, p, &slot, 1);
       }
     }
+    return log_schema_form_general(schema_id, in, n_in, out, n_out, p, pr, names_bytes);
+  }
+
+  // log_schema_form() for any other shape: more than 5 values, a bool or a string, more
+  // than one slot. Out of line, so that the fast path above is a short run of code: the
+  // first call after a pause fetches its instructions again, and a long function with the
+  // general path woven through it costs that call more lines.
+  template <typename In, typename Out>
+  [[gnu::noinline]] LogResult log_schema_form_general(std::uint16_t schema_id, const In* in,
+                                                      std::size_t n_in, const Out* out,
+                                                      std::size_t n_out, Priority p, Producer* pr,
+                                                      std::size_t names_bytes) noexcept {
+    constexpr bool kNamed = std::is_same_v<In, Field>;
+    const std::size_t n = n_in + n_out;
     std::size_t bytes = kSlotHeaderBytes + schema_tag_bytes(n);
     for (std::size_t i = 0; i < n_in; ++i) bytes += encoded_size(value_of(in[i]));
     for (std::size_t i = 0; i < n_out; ++i) bytes += encoded_size(value_of(out[i]));
