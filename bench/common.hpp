@@ -6,6 +6,8 @@
 // and noisy, so absolute numbers only describe the moment they were taken.
 #pragma once
 
+#include <pthread.h>
+#include <sched.h>
 #include <x86intrin.h>
 
 #include <algorithm>
@@ -14,9 +16,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <random>
 #include <sstream>
 #include <string>
@@ -148,6 +152,19 @@ inline double median(std::vector<double> v) {
 }
 
 // ---- Threads ---------------------------------------------------------------------------
+
+// Restricts the calling thread to `cpus`; exits the program if the system refuses.
+inline void pin_to(const std::vector<unsigned>& cpus) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (unsigned c : cpus) CPU_SET(c, &set);
+  if (int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set); rc != 0) {
+    std::cerr << "cannot pin to CPUs";
+    for (unsigned c : cpus) std::cerr << ' ' << c;
+    std::cerr << ": pthread_setaffinity_np: " << std::strerror(rc) << std::endl;
+    std::exit(1);
+  }
+}
 
 // Holds producer threads until every one is ready, so they start measuring together.
 // Waiters yield rather than spin: on a 2-core machine, spinning waiters would steal the

@@ -82,17 +82,6 @@ struct Config {
   }
 };
 
-// Restricts the calling thread to `cpus`.
-void pin_to(const std::vector<unsigned>& cpus) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  for (unsigned c : cpus) CPU_SET(c, &set);
-  if (int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set); rc != 0) {
-    std::cerr << "pthread_setaffinity_np: " << std::strerror(rc) << std::endl;
-    std::exit(1);
-  }
-}
-
 // ---- The measurement loop --------------------------------------------------------------
 
 // Runs one thread's measurement of `call` and returns its samples in nanoseconds.
