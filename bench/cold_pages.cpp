@@ -224,9 +224,7 @@ int main(int argc, char** argv) {
     for (int p = 0; p < 2; ++p) {
       std::vector<double>& v = ns[2 * k + static_cast<std::size_t>(p)];
       std::sort(v.begin(), v.end());
-      auto at = [&](double q) {
-        return v.empty() ? 0.0 : v[std::min(v.size() - 1, static_cast<std::size_t>(q * v.size()))];
-      };
+      auto at = [&](double q) { return fb::nearest_rank(v, q); };
       md << "| " << cases[k].name << " | " << fb::fixed(pauses_us[p], 0) << " us | " << v.size()
          << " | " << fb::fixed(at(0.25)) << " | " << fb::fixed(at(0.5)) << " | "
          << fb::fixed(at(0.75)) << " | " << fb::fixed(at(0.9)) << " |\n";

@@ -124,17 +124,22 @@ struct Percentiles {
   double p50 = 0, p90 = 0, p99 = 0, p999 = 0, p9999 = 0, max = 0;
 };
 
-// Nearest-rank percentiles (the smallest sample with at least q of all samples at or
-// below it). Sorts `samples` in place.
+// The nearest-rank q-quantile of `sorted` (ascending): the smallest sample with at least
+// q of all samples at or below it; 0 when there are none.
+inline double nearest_rank(const std::vector<double>& sorted, double q) {
+  const std::size_t n = sorted.size();
+  if (n == 0) return 0;
+  const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(n)));
+  return sorted[std::clamp<std::size_t>(rank, 1, n) - 1];
+}
+
+// Nearest-rank percentiles (see nearest_rank). Sorts `samples` in place.
 inline Percentiles percentiles(std::vector<double>& samples) {
   Percentiles p;
   p.n = samples.size();
   if (samples.empty()) return p;
   std::sort(samples.begin(), samples.end());
-  auto at = [&](double q) {
-    const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(p.n)));
-    return samples[std::clamp<std::size_t>(rank, 1, p.n) - 1];
-  };
+  auto at = [&](double q) { return nearest_rank(samples, q); };
   p.p50 = at(0.50);
   p.p90 = at(0.90);
   p.p99 = at(0.99);
