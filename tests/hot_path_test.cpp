@@ -8,11 +8,13 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "flightlog/flightlog.hpp"
+#include "hot_path/hot_arena.hpp"
 #include "hot_path/shape_memo.hpp"
 #include "support/checks.hpp"
 #include "support/journal_read.hpp"
@@ -27,6 +29,101 @@ using fl::test::now_ns;
 using fl::test::OwnedField;
 using fl::test::read_journal;
 using namespace std::chrono_literals;
+
+// ---- HotArena ------------------------------------------------------------------------------
+
+namespace {
+// Where `p` lies in `arena`'s mapping (the arena's header starts it), in bytes.
+std::ptrdiff_t offset_in(const fd::HotArena* arena, const void* p) {
+  return static_cast<const char*>(p) - reinterpret_cast<const char*>(arena);
+}
+struct ArenaDeleter {
+  void operator()(fd::HotArena* a) const noexcept { fd::HotArena::destroy(a); }
+};
+}  // namespace
+
+// Small objects fill the first huge page in the order they are made, large ones come
+// after it, each 64-byte aligned, and what the arena has no room for comes from malloc.
+TEST(HotArena, SmallObjectsShareTheFirstHugePageLargeOnesFollowAndOverflowGoesToMalloc) {
+  constexpr std::size_t kMiB = std::size_t{1} << 20;
+  std::unique_ptr<fd::HotArena, ArenaDeleter> arena(fd::HotArena::create(4 * kMiB));
+  ASSERT_NE(arena, nullptr);
+  ASSERT_EQ(reinterpret_cast<std::uintptr_t>(arena.get()) % fd::HotArena::kHugePage, 0u)
+      << "the arena starts on a huge-page boundary";
+  const fd::HotArena::Scope scope(arena.get());
+  void* small1 = fd::hot_alloc(100);
+  void* small2 = fd::hot_alloc(1);
+  void* large = fd::hot_alloc(3 * kMiB);
+  void* small3 = fd::hot_alloc(fd::HotArena::kSmallMax);
+  void* overflow = fd::hot_alloc(2 * kMiB);  // 1 MiB left after `large`
+  for (void* p : {small1, small2, large, small3, overflow}) {
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % 64, 0u);
+  }
+  for (void* p : {small1, small2, large, small3}) {
+    EXPECT_EQ(fd::HotArena::owner_of(p), arena.get());
+  }
+  EXPECT_GT(offset_in(arena.get(), small1), 0);
+  EXPECT_EQ(offset_in(arena.get(), small2), offset_in(arena.get(), small1) + 128);
+  EXPECT_LT(offset_in(arena.get(), small3) + fd::HotArena::kSmallMax, fd::HotArena::kHugePage);
+  EXPECT_EQ(offset_in(arena.get(), large), static_cast<std::ptrdiff_t>(fd::HotArena::kHugePage));
+  EXPECT_EQ(fd::HotArena::owner_of(overflow), nullptr);
+  std::memset(overflow, 1, 2 * kMiB);
+  fd::hot_free(overflow);  // really freed: the sanitizer builds see a leak or a bad free
+  fd::hot_free(small1);    // arena memory: nothing to do, it goes with the arena
+  std::memset(small1, 2, 100);
+}
+
+// Once the first huge page is full, small objects go after it like large ones.
+TEST(HotArena, SmallObjectsSpillPastAFullFirstPage) {
+  std::unique_ptr<fd::HotArena, ArenaDeleter> arena(fd::HotArena::create(fd::HotArena::kHugePage));
+  ASSERT_NE(arena, nullptr);
+  const fd::HotArena::Scope scope(arena.get());
+  std::ptrdiff_t last = 0;
+  for (int i = 0; i < 40; ++i) {  // 40 x 64 KiB = 2.5 MiB
+    void* p = fd::hot_alloc(fd::HotArena::kSmallMax);
+    ASSERT_EQ(fd::HotArena::owner_of(p), arena.get()) << "allocation " << i;
+    last = offset_in(arena.get(), p);
+  }
+  EXPECT_GE(last, static_cast<std::ptrdiff_t>(fd::HotArena::kHugePage));
+}
+
+// hot_alloc uses the innermost scope's arena; a scope of nullptr, or none, means malloc.
+TEST(HotArena, ScopesNestAndRestoreTheOuterArena) {
+  std::unique_ptr<fd::HotArena, ArenaDeleter> arena(fd::HotArena::create(0));
+  ASSERT_NE(arena, nullptr);
+  void* before = fd::hot_alloc(64);
+  EXPECT_EQ(fd::HotArena::owner_of(before), nullptr);
+  fd::hot_free(before);
+  {
+    const fd::HotArena::Scope outer(arena.get());
+    {
+      const fd::HotArena::Scope inner(nullptr);
+      void* p = fd::hot_alloc(64);
+      EXPECT_EQ(fd::HotArena::owner_of(p), nullptr);
+      fd::hot_free(p);
+    }
+    EXPECT_EQ(fd::HotArena::owner_of(fd::hot_alloc(64)), arena.get());
+  }
+  void* after = fd::hot_alloc(64);
+  EXPECT_EQ(fd::HotArena::owner_of(after), nullptr);
+  fd::hot_free(after);
+}
+
+// Every client maps one arena and unmaps it when it goes, also when its constructor
+// fails after the arena was made (here: a second client on a journal the first owns).
+TEST(HotArena, EachClientMapsOneAndUnmapsItWhenDestroyedOrWhenItsConstructorThrows) {
+  fl::test::TempDir dir;
+  const std::size_t before = fd::HotArena::live_count();
+  {
+    fl::Client first(fl::test::test_options(dir.path()));
+    EXPECT_EQ(fd::HotArena::live_count(), before + 1);
+    EXPECT_EQ(first.log_prediction({{"x", 1.0}}, {{"p", 2.0}}), fl::LogResult::Ok);
+    EXPECT_THROW(fl::Client second(fl::test::test_options(dir.path())), fl::Error);
+    EXPECT_EQ(fd::HotArena::live_count(), before + 1);
+  }
+  EXPECT_EQ(fd::HotArena::live_count(), before);
+}
 
 // ---- ShapeMemo on its own ------------------------------------------------------------------
 

@@ -20,6 +20,7 @@
 #include "core/options_check.hpp"
 #include "core/threads.hpp"
 #include "hot_path/clock.hpp"
+#include "hot_path/hot_arena.hpp"
 #include "hot_path/producers.hpp"
 #include "hot_path/queue.hpp"
 #include "hot_path/schema_table.hpp"
@@ -133,10 +134,6 @@ class MemoryDir {
 };
 
 // Preallocates a full share (kProducerSlots) for every allowed producer thread.
-SlotQueue make_queue(const Options& o) {
-  return SlotQueue(kProducerSlots, o.max_producer_threads, 0);
-}
-
 }  // namespace
 
 // alignas(64): the hot line below starts the object, so it is one cache line wherever the
@@ -144,7 +141,9 @@ SlotQueue make_queue(const Options& o) {
 // the placements, and a call after an idle pause would then miss twice).
 class alignas(64) Client::Impl {
  public:
-  explicit Impl(Options o)
+  // `arena`: where the hot path's objects go (see HotArena); this Impl is its first
+  // object, made with the operator new below, or nullptr (malloc).
+  Impl(Options o, HotArena* arena)
       : clock_(hot_clock_for(o.clock_source)),
         id_(g_next_client_id.fetch_add(1)),
         producers_id_(ProducerRegistry::next_id()),
@@ -152,9 +151,12 @@ class alignas(64) Client::Impl {
         full_policy_(o.full_policy),
         max_record_slots_(slots_for(o.max_record_bytes)),
         options_(std::move(o)),
-        queues_{make_queue(options_), make_queue(options_), make_queue(options_),
-                make_queue(options_)},
-        producers_(producers_id_, queues_, options_.max_producer_threads, max_record_slots_) {
+        queues_{make_slot_queue(options_.max_producer_threads),
+                make_slot_queue(options_.max_producer_threads),
+                make_slot_queue(options_.max_producer_threads),
+                make_slot_queue(options_.max_producer_threads)},
+        producers_(producers_id_, queues_, options_.max_producer_threads, max_record_slots_,
+                   arena) {
     // Every thread of the client (the HTTPS client's io thread, the writer's, the
     // uploader's) starts inside this scope, so each is born on the background CPUs; the
     // caller's own CPU set is back when the constructor ends, or throws.
@@ -209,6 +211,21 @@ class alignas(64) Client::Impl {
     closed_.store(true, std::memory_order_release);
     uploader_.reset();  // cancels a request in flight; the journal keeps what is unsent
     writer_->stop();    // drains and commits everything enqueued before
+  }
+
+  // The Impl is the first object of its client's HotArena (the HotArena::Scope around
+  // `new Impl` names it) and owns it: deleting the Impl, after its members (the queues
+  // and producers in the arena among them) are destroyed, unmaps the arena.
+  static void* operator new(std::size_t size) {
+    if (void* p = hot_alloc(size)) return p;
+    throw std::bad_alloc();
+  }
+  static void operator delete(void* p) noexcept {
+    if (HotArena* arena = HotArena::owner_of(p)) {
+      HotArena::destroy(arena);
+    } else {
+      hot_free(p);
+    }
   }
 
   SyncResult sync() { return uploader_ ? uploader_->sync_now() : SyncResult{}; }
@@ -634,11 +651,18 @@ class alignas(64) Client::Impl {
   CrashFlushRegistration crash_flush_;
 };
 
+// Client's constructor counts on this: the Impl is the arena's first object, in its first
+// huge page, beside the producers the hot path reaches from it.
+static_assert(sizeof(Client::Impl) <= HotArena::kSmallMax);
+
 // ---- Client: thin forwarding ------------------------------------------------------------
 
 Client::Client(Options options) {
   validate_options(options);
-  impl_ = std::make_unique<Impl>(std::move(options));
+  // Room after the arena's first huge page for the four queues' block pools.
+  HotArena* arena = HotArena::create(4 * slot_queue_pool_bytes(options.max_producer_threads));
+  const HotArena::Scope scope(arena);
+  impl_.reset(new Impl(std::move(options), arena));
 }
 
 Client::~Client() = default;

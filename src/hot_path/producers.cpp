@@ -47,11 +47,12 @@ std::uint64_t ProducerRegistry::next_id() noexcept {
 }
 
 ProducerRegistry::ProducerRegistry(std::uint64_t id, QueueSet& queues, std::size_t max_producers,
-                                   std::size_t staging_slots)
+                                   std::size_t staging_slots, HotArena* arena)
     : queues_(queues),
       id_(id),
       max_producers_(max_producers),
       staging_slots_(staging_slots),
+      arena_(arena),
       slots_(new std::atomic<Producer*>[max_producers]) {
   for (std::size_t i = 0; i < max_producers; ++i) slots_[i].store(nullptr);
   std::lock_guard lock(g_live_mu);
@@ -88,6 +89,7 @@ Producer* ProducerRegistry::local_slow() noexcept {
       if (found == nullptr) {
         const std::size_t n = count_.load(std::memory_order_relaxed);
         if (n >= max_producers_) return nullptr;
+        const HotArena::Scope scope(arena_);
         owned_.push_back(std::make_unique<Producer>(queues_, staging_slots_));
         found = owned_.back().get();
         slots_[n].store(found, std::memory_order_release);

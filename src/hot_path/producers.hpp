@@ -18,9 +18,11 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <vector>
 
+#include "hot_path/hot_arena.hpp"
 #include "hot_path/queue.hpp"
 #include "hot_path/shape_memo.hpp"
 #include "hot_path/slot.hpp"
@@ -32,6 +34,12 @@ using QueueSet = std::array<SlotQueue, 4>;
 // Cache-line aligned: the tokens, all the hot path reads here, share one line.
 struct alignas(64) Producer {
   Producer(QueueSet& queues, std::size_t staging_slots);
+  // Beside moodycamel's producers, in the client's HotArena when made in its scope.
+  static void* operator new(std::size_t size) {
+    if (void* p = hot_alloc(size)) return p;
+    throw std::bad_alloc();
+  }
+  static void operator delete(void* p) noexcept { hot_free(p); }
   ProducerToken& token(std::size_t priority) noexcept { return *tokens[priority]; }
 
   // Inline (no pointer to chase): the first call after an idle pause finds the tokens
@@ -48,8 +56,10 @@ class ProducerRegistry {
  public:
   // `id` comes from next_id(): never reused, so a thread's cache entry for a registry
   // that is gone can never match a new one.
+  // `arena`: where a thread's Producer and moodycamel's producers for it are made
+  // (nullptr: malloc).
   ProducerRegistry(std::uint64_t id, QueueSet& queues, std::size_t max_producers,
-                   std::size_t staging_slots);
+                   std::size_t staging_slots, HotArena* arena);
   static std::uint64_t next_id() noexcept;
   ~ProducerRegistry();
   ProducerRegistry(const ProducerRegistry&) = delete;
@@ -100,6 +110,7 @@ class ProducerRegistry {
   const std::uint64_t id_;
   const std::size_t max_producers_;
   const std::size_t staging_slots_;
+  HotArena* const arena_;
   std::mutex mu_;  // registration only
   std::vector<std::unique_ptr<Producer>> owned_;
   std::unique_ptr<std::atomic<Producer*>[]> slots_;

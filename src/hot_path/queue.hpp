@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "hot_path/hot_arena.hpp"
 #include "hot_path/slot.hpp"
 
 namespace flightlog::detail {
@@ -33,17 +34,33 @@ struct QueueTraits : moodycamel::ConcurrentQueueDefaultTraits {
   // flightlog always uses producer tokens; no implicit producers, no hash table.
   static constexpr std::size_t INITIAL_IMPLICIT_PRODUCER_HASH_SIZE = 0;
 
-  // Touch every page at allocation, so the first pass of the hot path through the
-  // preallocated pool does not take page faults.
+  // From the client's HotArena where the allocation happens in its scope (the pools, in
+  // the client's constructor; a thread's producers, on its first call), so the hot path's
+  // objects share huge pages. Every page is touched at allocation, so the first pass of
+  // the hot path through the preallocated pool does not take page faults.
   static void* malloc(std::size_t size) {
-    void* p = std::malloc(size);
+    void* p = hot_alloc(size);
     if (p != nullptr) std::memset(p, 0, size);
     return p;
   }
-  static void free(void* p) { std::free(p); }
+  static void free(void* p) { hot_free(p); }
 };
 
 using SlotQueue = moodycamel::ConcurrentQueue<Slot, QueueTraits>;
+
+// A queue as the client makes it: room for kProducerSlots slots per producer, for
+// `max_producers` explicit producers.
+inline SlotQueue make_slot_queue(std::size_t max_producers) {
+  return SlotQueue(kProducerSlots, max_producers, 0);
+}
+
+// At least the bytes make_slot_queue() allocates for its block pool: moodycamel's own
+// sizing of the pool for those arguments, with room to spare per block for its header.
+constexpr std::size_t slot_queue_pool_bytes(std::size_t max_producers) {
+  const std::size_t blocks =
+      (kProducerSlots / QueueTraits::BLOCK_SIZE - 1) * (max_producers + 1) + 2 * max_producers;
+  return blocks * (QueueTraits::BLOCK_SIZE * sizeof(Slot) + 256) + 4096;
+}
 using ProducerToken = moodycamel::ProducerToken;
 
 }  // namespace flightlog::detail
