@@ -1,7 +1,10 @@
-// Tests of two hot-path shortcuts: the named form's ShapeMemo (remembered shapes are
-// logged as implicit schemas) and the two clock sources, Cached (the default) and
-// Precise. Each must be invisible in what the journal holds: the same names, values
-// and order as the plain path, and times that stay within the call's window.
+// Tests of the hot path's memory and shortcuts: the HotArena that holds what a call
+// reads (placement, fallback to malloc, one arena per client, unmapped with it), the
+// named form's ShapeMemo (remembered shapes are logged as implicit schemas), the two
+// clock sources, Cached (the default) and Precise, and the queue-state hint the hot path
+// prefetches. ShapeMemo and the clocks must be invisible in what the journal holds: the
+// same names, values and order as the plain path, and times that stay within the call's
+// window. The hint must name what an enqueue writes.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,6 +18,7 @@
 
 #include "flightlog/flightlog.hpp"
 #include "hot_path/hot_arena.hpp"
+#include "hot_path/producers.hpp"
 #include "hot_path/shape_memo.hpp"
 #include "support/checks.hpp"
 #include "support/journal_read.hpp"
@@ -413,4 +417,41 @@ TEST(PreciseClock, EveryCallGetsItsOwnTimeWithinItsWindow) {
   EXPECT_GE(recs.back().ts_ns, run.mid_before - 50'000'000);
   EXPECT_LE(recs.back().ts_ns, run.mid_after + 50'000'000);
   EXPECT_GE(recs.back().ts_ns - recs[999].ts_ns, 150'000'000);
+}
+
+// ---- The queue-state hint ----------------------------------------------------------------
+
+// prefetch_queue_state() loads the lines 24 and 56 bytes from the hint, where moodycamel
+// keeps a producer's tail index and tail block. This reads both through the hint after
+// enqueuing a different number of slots to each priority: a wrong hint, or a moodycamel
+// whose layout moved them, fails here rather than silently prefetching the wrong lines.
+TEST(QueueStateHint, NamesTheProducerStateEachEnqueueAdvances) {
+  auto queue = [] { return fd::make_slot_queue(2); };
+  fd::QueueSet queues{queue(), queue(), queue(), queue()};
+  fd::ProducerRegistry registry(fd::ProducerRegistry::next_id(), queues, 2, 4, nullptr);
+  fd::Producer* producer = registry.local_slow();
+  ASSERT_NE(producer, nullptr);
+  for (std::size_t p = 0; p < 4; ++p) {
+    for (std::size_t i = 0; i <= p; ++i) {
+      ASSERT_TRUE(queues[p].try_enqueue(producer->token(p), fd::Slot{}));
+    }
+  }
+  for (std::size_t p = 0; p < 4; ++p) {
+    const std::uintptr_t hint = fd::ProducerRegistry::queue_state_hint(p);
+    ASSERT_NE(hint, 0U) << "priority " << p;
+    const auto* state = reinterpret_cast<const char*>(hint);
+    std::uint64_t tail_index = 0;
+    const void* tail_block = nullptr;
+    std::memcpy(&tail_index, state + 24, sizeof tail_index);
+    std::memcpy(&tail_block, state + 56, sizeof tail_block);
+    EXPECT_EQ(tail_index, p + 1) << "priority " << p;
+    EXPECT_NE(tail_block, nullptr) << "priority " << p;
+  }
+
+  // A second registry looked up on this thread takes the hint over.
+  fd::QueueSet other_queues{queue(), queue(), queue(), queue()};
+  fd::ProducerRegistry other(fd::ProducerRegistry::next_id(), other_queues, 2, 4, nullptr);
+  const std::uintptr_t before = fd::ProducerRegistry::queue_state_hint(0);
+  ASSERT_NE(other.local_slow(), nullptr);
+  EXPECT_NE(fd::ProducerRegistry::queue_state_hint(0), before);
 }

@@ -244,6 +244,7 @@ class alignas(64) Client::Impl {
                                               std::initializer_list<Value> in,
                                               std::initializer_list<Value> out,
                                               Priority p) noexcept {
+    ProducerRegistry::prefetch_queue_state(static_cast<std::size_t>(p));
     if (closed_.load(std::memory_order_relaxed)) return reject(hot_.closed, LogResult::Closed);
     if (schema_owner != id_ || in.size() != want_in || out.size() != want_out) {
       return reject(hot_.invalid, LogResult::Invalid);
@@ -381,6 +382,7 @@ class alignas(64) Client::Impl {
   // the general path lives out of line.
   [[gnu::always_inline]] LogResult log_named(const Field* in, std::size_t n_in, const Field* out,
                                              std::size_t n_out, Priority p) noexcept {
+    ProducerRegistry::prefetch_queue_state(static_cast<std::size_t>(p));
     if (closed_.load(std::memory_order_relaxed)) return reject(hot_.closed, LogResult::Closed);
     Producer* pr = local_producer();
     if (pr != nullptr) {

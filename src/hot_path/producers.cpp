@@ -35,6 +35,24 @@ thread_local ThreadRegistrations t_registrations;
 
 alignas(64) constinit thread_local ProducerRegistry::CacheEntry
     ProducerRegistry::t_cache_[kCacheEntries] = {};
+alignas(32) constinit thread_local std::uintptr_t ProducerRegistry::t_queue_state_[4] = {};
+
+namespace {
+// A ProducerToken's one member, the moodycamel producer it stands for, is protected;
+// a pointer to it taken in a derived class's scope reads it without a cast.
+struct TokenAccess : ProducerToken {
+  static constexpr auto kProducer = &TokenAccess::producer;
+};
+}  // namespace
+
+void ProducerRegistry::set_queue_state(const Producer* producer) noexcept {
+  for (std::size_t p = 0; p < 4; ++p) {
+    const bool known = producer != nullptr && producer->tokens[p].has_value();
+    t_queue_state_[p] =
+        known ? reinterpret_cast<std::uintptr_t>((*producer->tokens[p]).*TokenAccess::kProducer)
+              : 0;
+  }
+}
 
 Producer::Producer(QueueSet& queues, std::size_t staging_slots) : staging(new Slot[staging_slots]) {
   for (std::size_t p = 0; p < tokens.size(); ++p) {
@@ -67,6 +85,9 @@ ProducerRegistry::~ProducerRegistry() {
   for (auto& e : t_cache_) {
     if (e.owner == id_) e = CacheEntry{};
   }
+  // Other threads' hints may still name this registry's producers: harmless, see
+  // prefetch_queue_state().
+  if (t_cache_[0].owner == 0) set_queue_state(nullptr);
 }
 
 Producer* ProducerRegistry::local_slow() noexcept {
@@ -100,6 +121,7 @@ Producer* ProducerRegistry::local_slow() noexcept {
     // Move into the fast cache, evicting the oldest entry (it stays registered).
     for (std::size_t i = kCacheEntries - 1; i > 0; --i) t_cache_[i] = t_cache_[i - 1];
     t_cache_[0] = CacheEntry{id_, found};
+    set_queue_state(found);
     return found;
   } catch (...) {
     return nullptr;  // allocation failure: the call reports Invalid, nothing throws
