@@ -19,6 +19,14 @@
 // and pauses are drawn at random for every sample, so whatever the host does during the
 // run falls on all of them alike. The short pause (50 us by default) is the control: the
 // same loads when nothing had time to go cold.
+//
+// Page size: every case's lines sit on 4 KiB pages (madvise MADV_NOHUGEPAGE), except the
+// cases marked "on one 2 MiB page", whose range asks for a transparent huge page
+// (MADV_HUGEPAGE), as flightlog's HotArena does for the hot path's objects: the same
+// chain of pages, found through one TLB entry instead of one per page. The output says
+// how much of that range the kernel actually backed with huge pages.
+#include <sys/mman.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdint>
@@ -69,6 +77,7 @@ struct Case {
   // >= 0: this line of the chain is prefetched before the chain starts, as a hot path
   // does with an address it keeps beside the chain's first link (a hint).
   int prefetched = -1;
+  bool huge_page = false;  // the case's range asks for a 2 MiB page
   char* first = nullptr;   // set up in the buffer
   std::size_t stride = 0;  // bytes from one line to the next
 };
@@ -132,6 +141,15 @@ struct Case {
   }
 }
 
+// AnonHugePages of this process, in KiB: how much anonymous memory is on huge pages.
+std::size_t anon_huge_kib() {
+  std::ifstream in("/proc/self/smaps_rollup");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("AnonHugePages:", 0) == 0) return std::stoul(line.substr(14));
+  }
+  return 0;
+}
+
 std::string cpu_model() {
   std::ifstream in("/proc/cpuinfo");
   for (std::string line; std::getline(in, line);) {
@@ -179,15 +197,33 @@ int main(int argc, char** argv) {
       {"4 pages, chained, the 3rd also prefetched at the start", 4, false, true, nullptr, 2},
       {"4 pages, independent", 4, false, false},
       {"8 pages, chained", 8, false, true},
+      {"4 pages, chained, on one 2 MiB page", 4, false, true, nullptr, -1, true},
+      {"8 pages, chained, on one 2 MiB page", 8, false, true, nullptr, -1, true},
       {"a call to a code page of its own", 0, true, false, far_code_a},
       {"a call to a code page of its own, then 4 pages chained", 4, false, true, far_code_b},
   };
+  // One mapping, aligned to kCaseSpan (a multiple of 2 MiB) so each case's range can be
+  // given a page size of its own.
   const std::size_t bytes = kCaseSpan * (cases.size() + 1);
-  std::unique_ptr<char[]> buffer(new char[bytes]);
-  std::memset(buffer.get(), 1, bytes);  // every page mapped before the first sample
+  void* raw =
+      mmap(nullptr, bytes + kCaseSpan, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) {
+    std::cerr << "cannot map " << (bytes + kCaseSpan) / (1 << 20) << " MiB\n";
+    return 1;
+  }
+  char* const buffer = reinterpret_cast<char*>(
+      (reinterpret_cast<std::uintptr_t>(raw) + kCaseSpan - 1) / kCaseSpan * kCaseSpan);
+  madvise(buffer, kCaseSpan, MADV_NOHUGEPAGE);
+  std::size_t huge_kib_asked = 0;
   for (std::size_t k = 0; k < cases.size(); ++k) {
     Case& c = cases[k];
-    c.first = buffer.get() + kCaseSpan * (k + 1);
+    c.first = buffer + kCaseSpan * (k + 1);
+    madvise(c.first, kCaseSpan, c.huge_page ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    if (c.huge_page) huge_kib_asked += kCaseSpan >> 10;
+  }
+  std::memset(buffer, 1, bytes);  // every page mapped before the first sample
+  const std::size_t huge_kib_granted = anon_huge_kib();
+  for (Case& c : cases) {
     c.stride = c.same_page ? 2 * kLine : kPageStride * kPage + kLine;
     for (std::size_t i = 0; i < c.lines; ++i) {
       char* line = c.first + i * c.stride;
@@ -217,7 +253,8 @@ int main(int argc, char** argv) {
   md << "Machine: " << cpu_model() << ", " << std::thread::hardware_concurrency() << " CPUs; "
      << samples << " samples; "
      << (cpu >= 0 ? "pinned to CPU " + std::to_string(cpu) : std::string("placed by the scheduler"))
-     << ".\n\n"
+     << ". Huge pages: the kernel backed " << huge_kib_granted / 1024 << " of the "
+     << huge_kib_asked / 1024 << " MiB the \"2 MiB page\" cases asked for.\n\n"
      << "| what is read after the pause | pause | samples | p25 | p50 | p75 | p90 |\n"
      << "|---|---|---:|---:|---:|---:|---:|\n";
   for (std::size_t k = 0; k < cases.size(); ++k) {
