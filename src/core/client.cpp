@@ -133,7 +133,6 @@ class MemoryDir {
   std::filesystem::path path_;
 };
 
-// Preallocates a full share (kProducerSlots) for every allowed producer thread.
 }  // namespace
 
 // alignas(64): the hot line below starts the object, so it is one cache line wherever the

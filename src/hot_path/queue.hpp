@@ -48,8 +48,8 @@ struct QueueTraits : moodycamel::ConcurrentQueueDefaultTraits {
 
 using SlotQueue = moodycamel::ConcurrentQueue<Slot, QueueTraits>;
 
-// A queue as the client makes it: room for kProducerSlots slots per producer, for
-// `max_producers` explicit producers.
+// A queue as the client makes it: a full share (kProducerSlots) preallocated for each
+// of `max_producers` explicit producers.
 inline SlotQueue make_slot_queue(std::size_t max_producers) {
   return SlotQueue(kProducerSlots, max_producers, 0);
 }
