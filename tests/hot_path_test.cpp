@@ -426,8 +426,7 @@ TEST(PreciseClock, EveryCallGetsItsOwnTimeWithinItsWindow) {
 // enqueuing a different number of slots to each priority: a wrong hint, or a moodycamel
 // whose layout moved them, fails here rather than silently prefetching the wrong lines.
 TEST(QueueStateHint, NamesTheProducerStateEachEnqueueAdvances) {
-  auto queue = [] { return fd::make_slot_queue(2); };
-  fd::QueueSet queues{queue(), queue(), queue(), queue()};
+  fd::QueueSet queues = fd::make_queue_set(2);
   fd::ProducerRegistry registry(fd::ProducerRegistry::next_id(), queues, 2, 4, nullptr);
   fd::Producer* producer = registry.local_slow();
   ASSERT_NE(producer, nullptr);
@@ -449,7 +448,7 @@ TEST(QueueStateHint, NamesTheProducerStateEachEnqueueAdvances) {
   }
 
   // A second registry looked up on this thread takes the hint over.
-  fd::QueueSet other_queues{queue(), queue(), queue(), queue()};
+  fd::QueueSet other_queues = fd::make_queue_set(2);
   fd::ProducerRegistry other(fd::ProducerRegistry::next_id(), other_queues, 2, 4, nullptr);
   const std::uintptr_t before = fd::ProducerRegistry::queue_state_hint(0);
   ASSERT_NE(other.local_slow(), nullptr);

@@ -150,10 +150,7 @@ class alignas(64) Client::Impl {
         full_policy_(o.full_policy),
         max_record_slots_(slots_for(o.max_record_bytes)),
         options_(std::move(o)),
-        queues_{make_slot_queue(options_.max_producer_threads),
-                make_slot_queue(options_.max_producer_threads),
-                make_slot_queue(options_.max_producer_threads),
-                make_slot_queue(options_.max_producer_threads)},
+        queues_(make_queue_set(options_.max_producer_threads)),
         producers_(producers_id_, queues_, options_.max_producer_threads, max_record_slots_,
                    arena) {
     // Every thread of the client (the HTTPS client's io thread, the writer's, the
@@ -215,10 +212,7 @@ class alignas(64) Client::Impl {
   // The Impl is the first object of its client's HotArena (the HotArena::Scope around
   // `new Impl` names it) and owns it: deleting the Impl, after its members (the queues
   // and producers in the arena among them) are destroyed, unmaps the arena.
-  static void* operator new(std::size_t size) {
-    if (void* p = hot_alloc(size)) return p;
-    throw std::bad_alloc();
-  }
+  static void* operator new(std::size_t size) { return hot_new(size); }
   static void operator delete(void* p) noexcept {
     if (HotArena* arena = HotArena::owner_of(p)) {
       HotArena::destroy(arena);

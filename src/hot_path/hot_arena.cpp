@@ -122,6 +122,11 @@ void* hot_alloc(std::size_t size) noexcept {
   return std::aligned_alloc(64, round_up(std::max<std::size_t>(size, 1), 64));
 }
 
+void* hot_new(std::size_t size) {
+  if (void* p = hot_alloc(size)) return p;
+  throw std::bad_alloc();
+}
+
 void hot_free(void* p) noexcept {
   if (p == nullptr || HotArena::owner_of(p) != nullptr) return;
   std::free(p);

@@ -79,6 +79,8 @@ class HotArena {
 // Memory for an object the hot path touches: from the current Scope's arena if it has
 // room, else malloc. Aligned to 64 bytes. nullptr only if malloc fails.
 void* hot_alloc(std::size_t size) noexcept;
+// hot_alloc() for a class's operator new: throws std::bad_alloc instead of nullptr.
+void* hot_new(std::size_t size);
 // Releases hot_alloc() memory: nothing for arena memory (it goes with the arena),
 // free() for the rest.
 void hot_free(void* p) noexcept;

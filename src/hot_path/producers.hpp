@@ -18,7 +18,6 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <new>
 #include <optional>
 #include <vector>
 
@@ -31,14 +30,17 @@ namespace flightlog::detail {
 
 using QueueSet = std::array<SlotQueue, 4>;
 
+// One queue per priority, each made by make_slot_queue(max_producers).
+inline QueueSet make_queue_set(std::size_t max_producers) {
+  return {make_slot_queue(max_producers), make_slot_queue(max_producers),
+          make_slot_queue(max_producers), make_slot_queue(max_producers)};
+}
+
 // Cache-line aligned: the tokens, all the hot path reads here, share one line.
 struct alignas(64) Producer {
   Producer(QueueSet& queues, std::size_t staging_slots);
   // Beside moodycamel's producers, in the client's HotArena when made in its scope.
-  static void* operator new(std::size_t size) {
-    if (void* p = hot_alloc(size)) return p;
-    throw std::bad_alloc();
-  }
+  static void* operator new(std::size_t size) { return hot_new(size); }
   static void operator delete(void* p) noexcept { hot_free(p); }
   ProducerToken& token(std::size_t priority) noexcept { return *tokens[priority]; }
 
