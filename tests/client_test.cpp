@@ -284,6 +284,26 @@ TEST(LogResults, InvalidRecordsAreRejectedAndCounted) {
   EXPECT_EQ(recs[1].inputs.at(0).name, name255);
 }
 
+// A schema that outlived its client is rejected and counted on the client it is given
+// (client ids are never reused, even where the new client's memory is the old one's).
+TEST(LogResults, SchemaOfADestroyedClientIsRejectedAndCounted) {
+  fl::test::TempDir tmp;
+  fl::Schema stale;
+  {
+    fl::Client gone(fl::test::test_options(tmp / "gone"));
+    stale = gone.schema({"a", "b"}, {"p"});
+    EXPECT_EQ(gone.log_prediction(stale, {1.0, 2.0}, {0.5}), fl::LogResult::Ok);
+  }
+  fl::Client c(fl::test::test_options(tmp / "j"));
+  const fl::Schema s = c.schema({"a", "b"}, {"p"});
+  EXPECT_EQ(c.log_prediction(stale, {1.0, 2.0}, {0.5}), fl::LogResult::Invalid);
+  EXPECT_EQ(c.log_prediction(s, {1.0, 2.0}, {0.5}), fl::LogResult::Ok);
+  c.flush();
+  const auto st = c.get_offline_status();
+  EXPECT_EQ(st.dropped.invalid, 1u);
+  EXPECT_EQ(st.committed_total, 1u);
+}
+
 TEST(LogResults, BadSchemasThrow) {
   fl::test::TempDir tmp;
   fl::Client c(fl::test::test_options(tmp / "j"));
