@@ -118,13 +118,13 @@ struct Options {
   // A batch holds at most this many records and this many bytes of body (before gzip).
   // Larger batches mean fewer requests; smaller ones lose less work to one failure.
   // Default 20000 records, so the 4 MiB bound decides for prediction-sized records
-  // (~12,700 W2 records): measured on a 2-core VM, 5-8% faster to a loopback receiver
-  // and 12-27% faster to ClickHouse than 5000 (bench/results/upload.md). Background
-  // sync also starts as soon as this many records wait.
+  // (~12,700 W2 records): measured on two 2-core VMs, 5-10% faster to a loopback
+  // receiver and 12-31% faster to ClickHouse than 5000 (bench/results/upload.md).
+  // Background sync also starts as soon as this many records wait.
   std::size_t upload_batch_max_records = 20000;
   std::size_t upload_batch_max_bytes = std::size_t{4} << 20;
 
-  // gzip request bodies: ~5x fewer bytes on the wire for prediction records, at some
+  // gzip request bodies: ~4.6x fewer bytes on the wire for prediction records, at some
   // CPU per record on the uploader thread (never on the hot path).
   bool upload_gzip = false;
 
