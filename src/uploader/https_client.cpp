@@ -243,17 +243,6 @@ bool is_token_char(char c) {
          std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 void check_headers(const HttpRequest& r) {
   static constexpr std::string_view kReserved[] = {
       "host",       "content-length", "content-encoding", "transfer-encoding",
@@ -266,7 +255,7 @@ void check_headers(const HttpRequest& r) {
       }
     }
     for (auto reserved : kReserved) {
-      if (iequals(name, reserved)) {
+      if (beast::iequals(name, reserved)) {
         throw Error("HTTP request: header '" + name + "' is set by the client; remove it");
       }
     }

@@ -21,7 +21,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <cctype>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
@@ -49,17 +48,6 @@ namespace {
 
 constexpr auto kUseTuple = net::as_tuple(net::use_awaitable);
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 // RST instead of FIN: the peer's next read or write fails with connection_reset.
 void reset(tcp::socket& socket) {
   error_code ignored;
@@ -81,7 +69,7 @@ constexpr bool kIsTls = !std::is_same_v<Stream, beast::tcp_stream>;
 
 std::string ReceivedRequest::header(std::string_view name) const {
   for (const auto& [n, v] : headers) {
-    if (iequals(n, name)) return v;
+    if (beast::iequals(n, name)) return v;
   }
   return "";
 }
@@ -218,7 +206,7 @@ ReceivedRequest TlsReceiver::Impl::record(const http::request<http::string_body>
     rr.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
   }
   rr.wire_body_bytes = req.body().size();
-  rr.gzipped = iequals(rr.header("Content-Encoding"), "gzip");
+  rr.gzipped = beast::iequals(rr.header("Content-Encoding"), "gzip");
   if (rr.gzipped) {
     try {
       rr.body = detail::gunzip(req.body());
