@@ -18,6 +18,18 @@ echo '#include <flightlog/flightlog.hpp>
 int main() { flightlog::Options o; o.offline_dir = "'"$work"'/pc-journal"; flightlog::Client c(o); return 0; }' > "$work/pc.cpp"
 g++ -o "$work/pc" "$work/pc.cpp" $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs --static flightlog)
 "$work/pc"
+# The README's quick start (its first C++ block) compiles as written, inside a main()
+# that declares the values it logs, against the installed headers.
+{
+  awk '/^```cpp/ { n++; f = (n == 1); next } /^```/ { f = 0 } f && /^#include/' README.md
+  echo '#include <cstdlib>'
+  echo 'int main() {'
+  echo '  double x1 = 1, x2 = 2, x3 = 3, x4 = 4, p = 0.5;'
+  awk '/^```cpp/ { n++; f = (n == 1); next } /^```/ { f = 0 } f && !/^#include/' README.md
+  echo '}'
+} > "$work/readme_quickstart.cpp"
+g++ -std=c++20 -fsyntax-only -I"$prefix/include" "$work/readme_quickstart.cpp"
+echo "README quick start: compiles"
 cd "$work"
 for example in quickstart production low_latency_loop; do
   echo "--- $example"
