@@ -20,12 +20,13 @@ g++ -o "$work/pc" "$work/pc.cpp" $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-c
 "$work/pc"
 # The README's quick start (its first C++ block) compiles as written, inside a main()
 # that declares the values it logs, against the installed headers.
+awk '/^```cpp/ { n++; f = (n == 1); next } /^```/ { f = 0 } f' README.md > "$work/quickstart.txt"
 {
-  awk '/^```cpp/ { n++; f = (n == 1); next } /^```/ { f = 0 } f && /^#include/' README.md
+  grep '^#include' "$work/quickstart.txt"
   echo '#include <cstdlib>'
   echo 'int main() {'
   echo '  double x1 = 1, x2 = 2, x3 = 3, x4 = 4, p = 0.5;'
-  awk '/^```cpp/ { n++; f = (n == 1); next } /^```/ { f = 0 } f && !/^#include/' README.md
+  grep -v '^#include' "$work/quickstart.txt"
   echo '}'
 } > "$work/readme_quickstart.cpp"
 g++ -std=c++20 -fsyntax-only -I"$prefix/include" "$work/readme_quickstart.cpp"
