@@ -266,11 +266,15 @@ TEST(LogResults, InvalidRecordsAreRejectedAndCounted) {
   EXPECT_EQ(c.log_event(long_name, {}), fl::LogResult::Invalid);                    // name > 255
   EXPECT_EQ(c.log_prediction({{long_name, 1.0}}, {{"p", 1.0}}), fl::LogResult::Invalid);
   EXPECT_EQ(c.log_prediction({{"a", 1.0}}, {{long_name, 1.0}}), fl::LogResult::Invalid);
+  // However many long names a call has: four of them once summed to a small size.
+  const fl::Field l{long_name, 1.0};
+  EXPECT_EQ(c.log_event("e", {l, l, l, l}), fl::LogResult::Invalid);
+  EXPECT_EQ(c.log_prediction({l, l, l, l, l, l, l}, {l}), fl::LogResult::Invalid);
   EXPECT_EQ(c.log_prediction(s, {1.0, 2.0}, {0.5}), fl::LogResult::Ok);
   EXPECT_EQ(other.log_prediction(foreign, {1.0, 2.0}, {0.5}), fl::LogResult::Ok);
   c.flush();
   const auto st = c.get_offline_status();
-  EXPECT_EQ(st.dropped.invalid, 9u);
+  EXPECT_EQ(st.dropped.invalid, 11u);
   EXPECT_EQ(st.committed_total, 1u);
   EXPECT_EQ(other.get_offline_status().dropped.invalid, 0u);
 

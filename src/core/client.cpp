@@ -97,9 +97,10 @@ inline std::byte* put_field(std::byte* dst, const Field& f) noexcept {
   return put_value(dst + 2 + f.name.size(), f.value);
 }
 
-// Size of a named field in a slot, or SIZE_MAX for a name over 255 bytes.
+// Size of a named field in a slot. Its name's length must fit the slot's one length
+// byte (<= 255): the caller checks that apart, as no size can stand for "too long" in a
+// sum of sizes without wrapping around.
 inline std::size_t field_size(const Field& f) noexcept {
-  if (f.name.size() > 255) return SIZE_MAX / 4;
   return 2 + f.name.size() + encoded_size(f.value);
 }
 
@@ -404,9 +405,16 @@ class alignas(64) Client::Impl {
     if (n_in > 255 || n_out > 255 || name.size() > 255)
       return reject(hot_.invalid, LogResult::Invalid);
     std::size_t bytes = kSlotHeaderBytes + name.size();
-    for (std::size_t i = 0; i < n_in; ++i) bytes += field_size(in[i]);
-    for (std::size_t i = 0; i < n_out; ++i) bytes += field_size(out[i]);
-    if (bytes >= SIZE_MAX / 8) return reject(hot_.invalid, LogResult::Invalid);  // name > 255
+    std::size_t longest_name = 0;
+    for (std::size_t i = 0; i < n_in; ++i) {
+      bytes += field_size(in[i]);
+      longest_name = std::max(longest_name, in[i].name.size());
+    }
+    for (std::size_t i = 0; i < n_out; ++i) {
+      bytes += field_size(out[i]);
+      longest_name = std::max(longest_name, out[i].name.size());
+    }
+    if (longest_name > 255) return reject(hot_.invalid, LogResult::Invalid);
     if (bytes > max_record_bytes_) return reject(hot_.too_large, LogResult::TooLarge);
     if (pr == nullptr && (pr = local_producer()) == nullptr) {
       return reject(hot_.invalid, LogResult::Invalid);
