@@ -29,6 +29,7 @@
 
 #include "flightlog/options.hpp"
 #include "flightlog/value.hpp"
+#include "support/temp_dir.hpp"
 
 namespace flightlog::bench {
 
@@ -187,27 +188,11 @@ class StartGate {
 
 // ---- Files -----------------------------------------------------------------------------
 
-// A fresh directory under $TMPDIR (or /tmp), removed with its contents. The benchmarks
-// put journals, log files and databases here, on the machine's ordinary disk, so the
-// durable figures pay for real device flushes.
-class TempDir {
+// A fresh directory under $TMPDIR (or /tmp), removed with its contents: the tests' own,
+// so journals, log files and databases land on the machine's ordinary disk.
+class TempDir : public test::TempDir {
  public:
-  explicit TempDir(const std::string& prefix = "flightlog-bench") {
-    std::string tmpl = (std::filesystem::temp_directory_path() / (prefix + ".XXXXXX")).string();
-    if (mkdtemp(tmpl.data()) == nullptr) std::abort();
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  std::filesystem::path path_;
+  explicit TempDir(const std::string& prefix = "flightlog-bench") : test::TempDir(prefix) {}
 };
 
 // Formats a number with a fixed count of decimals (for tables and CSV).

@@ -69,6 +69,7 @@
 #include "format/json.hpp"
 #include "format/record.hpp"
 #include "journal/journal.hpp"
+#include "support/temp_dir.hpp"
 #include "support/test_certs.hpp"
 #include "support/tls_receiver.hpp"
 #include "uploader/endpoint.hpp"
@@ -93,27 +94,6 @@ struct Failure : std::runtime_error {
 [[noreturn]] void die(const std::string& what) {
   throw Failure(what);
 }
-
-// A fresh directory under $TMPDIR (or /tmp), removed with its contents.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "flightlog-bench-upload.XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) die("cannot make a temporary directory");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
 
 double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -836,7 +816,7 @@ static int run_benchmarks(int argc, char** argv) {
   }
   if (!clickhouse_dir.empty()) set.clickhouse = ClickHouseServer::load(clickhouse_dir);
 
-  TempDir work;
+  const ft::TempDir work("flightlog-bench-upload");
   // The test CA, made before any fork so the receiver (a child) serves a certificate it
   // signed. The uploading Client trusts it through this file.
   set.ca_file = work / "ca.pem";

@@ -678,6 +678,19 @@ TEST(HttpsFaults, ResetWithoutAnswerOnAReusedConnectionIsResentOnce) {
 
 // ---- Timeouts and shutdown ------------------------------------------------------------------
 
+// Posts once on a client whose timeout under test is 400 ms: the post must fail as
+// `result`, with an error naming `reason`, not before the timeout and well before the
+// 4 s or more it would take without it.
+void expect_times_out(d::HttpsClient& client, HttpResult result, std::string_view reason) {
+  auto start = Clock::now();
+  auto o = post(client);
+  auto took = Clock::now() - start;
+  EXPECT_EQ(o.result, result) << describe(o);
+  EXPECT_NE(o.error.find(reason), std::string::npos) << o.error;
+  EXPECT_GE(took, 380ms);
+  EXPECT_LT(took, 4s);
+}
+
 TEST(HttpsTimeouts, SlowOrSilentResponseTimesOutAsSentNoResponse) {
   for (auto fault : {t::Fault::None, t::Fault::Hang}) {
     t::TlsReceiver receiver;
@@ -687,13 +700,7 @@ TEST(HttpsTimeouts, SlowOrSilentResponseTimesOutAsSentNoResponse) {
     auto cfg = config_for(receiver);
     cfg.request_timeout = 400ms;
     d::HttpsClient client(cfg);
-    auto start = Clock::now();
-    auto o = post(client);
-    auto took = Clock::now() - start;
-    EXPECT_EQ(o.result, HttpResult::SentNoResponse) << describe(o);
-    EXPECT_NE(o.error.find("request_timeout"), std::string::npos) << o.error;
-    EXPECT_GE(took, 380ms);
-    EXPECT_LT(took, 4s);
+    expect_times_out(client, HttpResult::SentNoResponse, "request_timeout");
     // The connection was given up; the next request gets a fresh one.
     EXPECT_EQ(post(client).result, HttpResult::Response);
     EXPECT_EQ(receiver.connections(), 2u);
@@ -706,13 +713,7 @@ TEST(HttpsTimeouts, SilentHandshakeTimesOutAsOffline) {
   auto cfg = config_for(receiver);
   cfg.handshake_timeout = 400ms;
   d::HttpsClient client(cfg);
-  auto start = Clock::now();
-  auto o = post(client);
-  auto took = Clock::now() - start;
-  EXPECT_EQ(o.result, HttpResult::Offline) << describe(o);
-  EXPECT_NE(o.error.find("timed out"), std::string::npos) << o.error;
-  EXPECT_GE(took, 380ms);
-  EXPECT_LT(took, 4s);
+  expect_times_out(client, HttpResult::Offline, "timed out");
 }
 
 TEST(HttpsTimeouts, BlackholedConnectTimesOutAsOffline) {
@@ -723,13 +724,7 @@ TEST(HttpsTimeouts, BlackholedConnectTimesOutAsOffline) {
   cfg.ca_pem = t::test_certs().ca_pem;
   cfg.connect_timeout = 400ms;
   d::HttpsClient client(cfg);
-  auto start = Clock::now();
-  auto o = post(client);
-  auto took = Clock::now() - start;
-  EXPECT_EQ(o.result, HttpResult::Offline) << describe(o);
-  EXPECT_NE(o.error.find("timed out"), std::string::npos) << o.error;
-  EXPECT_GE(took, 380ms);
-  EXPECT_LT(took, 4s);
+  expect_times_out(client, HttpResult::Offline, "timed out");
 }
 
 // close()/destruction while a request is stuck: must return promptly, with Cancelled.
