@@ -151,6 +151,11 @@ INSTANTIATE_TEST_SUITE_P(
                                                auto&) { o.endpoint = "example.invalid/v1"; }},
                       BadOption{"endpoint", [](fl::Options& o,
                                                auto&) { o.endpoint = "http://example.invalid/v1"; }},
+                      BadOption{"endpoint",
+                                [](fl::Options& o, auto&) {
+                                  o.endpoint = "http://example.invalid/v1";
+                                  o.allow_insecure_http = true;  // loopback only
+                                }},
                       BadOption{"api_key",
                                 [](fl::Options& o, auto&) { o.api_key = "key\r\nX-Injected: 1"; }},
                       BadOption{"enable_offline",

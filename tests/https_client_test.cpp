@@ -143,6 +143,10 @@ TEST(HttpsEndpoint, ParsesPortPathQueryAndIpLiterals) {
   EXPECT_FALSE(c.tls());
   EXPECT_EQ(c.port, 8123);
   EXPECT_EQ(d::parse_endpoint("HTTP://localhost", true).port, 80);
+  // Plain http to any loopback host: by name, all of 127.0.0.0/8, and ::1.
+  for (const char* url : {"http://127.0.0.1/", "http://127.255.0.9:81/x", "http://[::1]:80/"}) {
+    EXPECT_TRUE(d::parse_endpoint(url, true).is_loopback()) << url;
+  }
 }
 
 TEST(HttpsEndpoint, RefusesBadUrlsNamingTheProblem) {
@@ -157,6 +161,11 @@ TEST(HttpsEndpoint, RefusesBadUrlsNamingTheProblem) {
       {"://h/", false, "no scheme"},
       {"ftp://h/", false, "unknown scheme 'ftp'"},
       {"http://h/", false, "plain http is refused"},
+      // Allowed, plain http still goes to this machine only.
+      {"http://h/", true, "loopback hosts only"},
+      {"http://198.51.100.7/", true, "loopback hosts only"},
+      {"http://127.0.0.1.example.com/", true, "loopback hosts only"},
+      {"http://[::2]/", true, "loopback hosts only"},
       {"https://user:hunter2@h/", false, "credentials"},
       {"https://h:0/", false, "out of range"},
       {"https://h:70000/", false, "out of range"},
@@ -195,13 +204,20 @@ TEST(HttpsEndpoint, MasksUserinfoAndQueryInMessages) {
     EXPECT_EQ(what.find("hunter2"), std::string::npos) << what;
     EXPECT_NE(what.find("https://h/ingest?***"), std::string::npos) << what;
   }
-  try {
-    d::parse_endpoint("https://admin:hunter2@h:443/x", false);
-    ADD_FAILURE();
-  } catch (const fl::Error& e) {
-    std::string what = e.what();
-    EXPECT_EQ(what.find("hunter2"), std::string::npos) << what;
-    EXPECT_EQ(what.find("admin"), std::string::npos) << what;
+  // A password with an unescaped '/', '?' or '#' (the URL is refused for it) must not
+  // end the userinfo early: all before the last '@' is masked.
+  for (const char* url :
+       {"https://admin:hunter2@h:443/x", "https://admin:hun/ter2@h/x", "https://admin:hun?ter2@h/x",
+        "https://admin:hun#ter2@h/x", "https://admin:hun@ter2@h/x"}) {
+    try {
+      d::parse_endpoint(url, false);
+      ADD_FAILURE() << "accepted: " << url;
+    } catch (const fl::Error& e) {
+      std::string what = e.what();
+      EXPECT_EQ(what.find("hun"), std::string::npos) << what;
+      EXPECT_EQ(what.find("ter2"), std::string::npos) << what;
+      EXPECT_EQ(what.find("admin"), std::string::npos) << what;
+    }
   }
 }
 

@@ -148,8 +148,9 @@ struct Options {
   // verification and host-name checks are always on; TLS 1.2 is the minimum.
   std::filesystem::path ca_file;
 
-  // Allows an http:// endpoint (no TLS). For loopback tests only: the api_key and the
-  // records would cross the network in clear text.
+  // Allows an http:// endpoint (no TLS) to a loopback host only (localhost, 127.0.0.0/8,
+  // ::1; any other host is refused by the constructor): the api_key and the records
+  // travel in clear text, which only this machine may see. For tests.
   bool allow_insecure_http = false;
 
   // --- Hot path --------------------------------------------------------------------

@@ -12,17 +12,18 @@ namespace flightlog::detail {
 namespace {
 
 // The URL as it may appear in a message: userinfo and query replaced by "***", since
-// either may hold a secret (a password, a ClickHouse "?password=").
+// either may hold a secret (a password, a ClickHouse "?password="). The userinfo is taken
+// to end at the URL's last '@', not at the first '/', '?' or '#': a password may hold
+// those unescaped (the URL is refused for it, and the message must not show it). An '@'
+// in a path masks more than it must, which costs a message some detail, not a secret.
 std::string masked(std::string_view url) {
   std::string out;
   auto scheme_end = url.find("://");
   std::size_t authority_begin = scheme_end == std::string_view::npos ? 0 : scheme_end + 3;
-  auto authority_end = url.find_first_of("/?#", authority_begin);
-  if (authority_end == std::string_view::npos) authority_end = url.size();
-  auto at = url.substr(authority_begin, authority_end - authority_begin).rfind('@');
-  if (at != std::string_view::npos) {
+  auto at = url.rfind('@');
+  if (at != std::string_view::npos && at >= authority_begin) {
     out.append(url.substr(0, authority_begin)).append("***");
-    out.append(url.substr(authority_begin + at));
+    out.append(url.substr(at));
   } else {
     out.append(url);
   }
@@ -78,6 +79,12 @@ std::string ParsedEndpoint::host_header() const {
 
 std::string ParsedEndpoint::authority() const {
   return bracketed(host).append(1, ':').append(std::to_string(port));
+}
+
+bool ParsedEndpoint::is_loopback() const {
+  if (host == "localhost" || host == "::1") return true;
+  in_addr a{};
+  return inet_pton(AF_INET, host.c_str(), &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
 }
 
 ParsedEndpoint parse_endpoint(std::string_view url, bool allow_plain_http) {
@@ -164,6 +171,13 @@ ParsedEndpoint parse_endpoint(std::string_view url, bool allow_plain_http) {
       }
     }
     ep.host_is_ip = is_ipv4_literal(ep.host);
+  }
+
+  if (!ep.tls() && !ep.is_loopback()) {
+    refuse(url, "plain http goes to loopback hosts only (localhost, 127.0.0.0/8, ::1); '" +
+                    ep.host +
+                    "' is not one, so records and the api key would cross a network "
+                    "unencrypted: use https");
   }
 
   if (has_port) {

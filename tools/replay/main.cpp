@@ -80,10 +80,6 @@ Exit status:
   130  stopped by SIGINT or SIGTERM (the summary says what was sent)
 When several apply, the highest is returned.)";
 
-bool is_loopback(const fd::ParsedEndpoint& ep) {
-  return ep.host == "localhost" || ep.host == "::1" || ep.host.rfind("127.", 0) == 0;
-}
-
 // A transport is cancelled from here on SIGINT / SIGTERM, so a post in flight returns
 // at once instead of at its timeout.
 class CancelOnStop {
@@ -217,11 +213,6 @@ int make_delivery(const Args& a, fl::Options& options, ft::SendConfig& send,
   options.request_timeout = std::chrono::milliseconds(a.request_timeout_ms);
   try {
     fd::validate_options(options);
-    const fd::ParsedEndpoint ep = fd::parse_endpoint(options.endpoint, a.allow_insecure_http);
-    if (!ep.tls() && !is_loopback(ep)) {
-      return usage("--allow-insecure-http is for loopback endpoints only; " + ep.authority() +
-                   " is not one: use https");
-    }
     transport = fd::make_https_transport(options, send.target);
   } catch (const fl::Error& e) {
     std::string what = e.what();
