@@ -13,6 +13,7 @@
 #include "flightlog/flightlog.hpp"
 #include "format/record.hpp"
 #include "journal/journal.hpp"
+#include "support/journal_read.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_certs.hpp"
@@ -275,6 +276,30 @@ TEST_F(UploaderTest, DeliversEveryRecordOnceInPriorityOrder) {
   EXPECT_EQ(*ns.begin(), 0);
   EXPECT_EQ(*ns.rbegin(), 1999);
   EXPECT_EQ(ids.size(), 2000u);
+}
+
+// A record the uploader cannot decode is never sent: it moves to failed, and the pass
+// that moved it counts it in its SyncResult as the status counts it.
+TEST_F(UploaderTest, DamagedRecordsMoveToFailedAndThePassCountsThem) {
+  ft::TlsReceiver rx;
+  const fl::Options o = options_for(rx);
+  {
+    fl::Client c(o);
+    log_numbered(c, 0, 20);
+  }
+  {
+    ft::RawLmdb raw(tmp_ / "journal");
+    raw.put_seq("normal", 1'000'000, ft::as_bytes("garbage, not a record"));
+  }
+  fl::Client c(o);
+  EXPECT_EQ(c.get_offline_status().queue_size, 21u);
+  const fl::SyncResult r = c.sync_offline_queue();
+  EXPECT_EQ(r.synced, 20u);
+  EXPECT_EQ(r.failed, 1u);
+  const auto st = c.get_offline_status();
+  EXPECT_EQ(st.queue_size, 0u);
+  EXPECT_EQ(st.failed_count, 1u);
+  EXPECT_EQ(rows_of(rx.requests()).size(), 20u);
 }
 
 TEST_F(UploaderTest, AutoSyncRunsOnTheIntervalAndWhenABatchIsFull) {

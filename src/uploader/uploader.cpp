@@ -201,11 +201,11 @@ SyncResult Uploader::pass() {
   SyncResult result;
   Cursors cursors{};
   read_error_.clear();
-  Batch batch = next_batch(cursors);
+  Batch batch = next_batch(cursors, result);
   while (!batch.refs.empty() && !stopping()) {
     std::future<PostOutcome> in_flight =
         transport_->start(request_for(batch, 0, batch.refs.size()));
-    Batch next = next_batch(cursors);
+    Batch next = next_batch(cursors, result);
     const PostOutcome out = in_flight.get();
     const Step step = handle(batch, 0, batch.refs.size(), out, result);
     spare_body_ = std::move(batch.body);
@@ -232,7 +232,7 @@ void Uploader::settle_deletes() {
   pending_deletes_.clear();
 }
 
-Uploader::Batch Uploader::next_batch(Cursors& cursors) {
+Uploader::Batch Uploader::next_batch(Cursors& cursors, SyncResult& result) {
   Batch b;
   b.body = std::move(spare_body_);
   b.body.clear();
@@ -287,6 +287,7 @@ Uploader::Batch Uploader::next_batch(Cursors& cursors) {
     // Never ship garbage, never loop on it: park damaged records in the failed set.
     const std::size_t n = writer_.call(
         [&] { return journal_.move_to_failed(damaged, 0, "damaged record (checksum or format)"); });
+    result.failed += n;
     std::lock_guard lock(mu_);
     status_.failed_total += n;
   }
