@@ -291,6 +291,26 @@ TEST(Dump, UnopenableJournalsExitWithStatusTwoAndNewerOnesWithFour) {
   EXPECT_EQ(res.exit_code, 1);
 }
 
+// A dump that could not be written is not a dump: with stdout on a full device, every
+// mode names the failure and exits 7 (it exited 0 before).
+TEST(Dump, OutputThatCannotBeWrittenExitsWithStatusSeven) {
+  if (!std::filesystem::exists("/dev/full")) GTEST_SKIP() << "no /dev/full here";
+  fl::test::TempDir tmp;
+  {
+    fl::Client c(fl::test::test_options(tmp / "j"));
+    for (int n = 0; n < 2000; ++n) ASSERT_EQ(c.log_event("e", {{"n", n}}), fl::LogResult::Ok);
+  }
+  for (const char* mode : {"--format=ndjson", "--stats", "--verify"}) {
+    const auto res = fl::test::run_process({"/bin/sh", "-c",
+                                            cat("exec '", FLIGHTLOG_DUMP_PATH, "' '",
+                                                (tmp / "j").string(), "' ", mode, " > /dev/full")});
+    EXPECT_EQ(res.exit_code, 7) << mode << ": " << res.err;
+    EXPECT_TRUE(contains(res.err, "cannot write the output: No space left on device"))
+        << mode << ": " << res.err;
+  }
+  EXPECT_EQ(run_dump(tmp / "j").exit_code, 0);  // the same dump to a file is fine
+}
+
 TEST(Dump, ReadsAJournalWhileAClientWritesIt) {
   fl::test::TempDir tmp;
   const auto dir = tmp / "j";

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <unordered_set>
 
+#include "output.hpp"
 #include "stop_signal.hpp"
 
 namespace flightlog::tools {
@@ -27,11 +28,7 @@ FollowResult follow(fd::Journal& journal, const Selection& sel, RecordPrinter& p
     opts.from_seq = watermark;
     opts.below_seq = next;
     opts.limit = limit == 0 ? 0 : limit - result.printed;
-    opts.between_chunks = [&] {
-      std::fwrite(text.data(), 1, text.size(), stdout);
-      text.clear();
-      return !stop_requested();
-    };
+    opts.between_chunks = [&] { return write_stdout(text) && !stop_requested(); };
     const WalkResult w = walk(
         journal, sel, opts,
         [&](const Visited& v) {

@@ -18,6 +18,7 @@
 #include "follow.hpp"
 #include "journal/journal_stats.hpp"
 #include "journal_open.hpp"
+#include "output.hpp"
 #include "progress.hpp"
 #include "render.hpp"
 #include "selection.hpp"
@@ -57,16 +58,13 @@ Exit status:
   3  damaged records were found: each is reported with its set, key and reason (on
      stderr; with --verify on stdout); the other records are processed
   4  the journal was written by a newer flightlog (a newer format version): use the
-     tools of that version)";
+     tools of that version
+  7  the output could not be written (a full disk, an I/O error): it is incomplete
+When several apply, the highest is returned.)";
 
 void print_damaged(fd::RecordSet set, std::uint64_t seq, const std::string& error) {
   std::cerr << kTool << ": damaged record in set '" << fd::record_set_name(set) << "' key " << seq
             << ": " << error << "\n";
-}
-
-void write_out(std::string& text) {
-  std::fwrite(text.data(), 1, text.size(), stdout);
-  text.clear();
 }
 
 int run_stats(std::unique_ptr<fd::Journal> journal, const ft::Selection& sel, bool filtered,
@@ -101,7 +99,7 @@ int run_stats(std::unique_ptr<fd::Journal> journal, const ft::Selection& sel, bo
   } else {
     ft::append_stats_text(text, report);
   }
-  write_out(text);
+  ft::write_stdout(text);
   return report.records.damaged > 0 || unreadable > 0 ? ft::kExitDamaged : ft::kExitOk;
 }
 
@@ -112,7 +110,7 @@ int run_verify(fd::Journal& journal, const ft::Selection& sel) {
   const auto v = ft::verify_journal(
       journal, sel, [&] { progress.tick(); }, text);
   progress.finish();
-  write_out(text);
+  ft::write_stdout(text);
   return v.damaged > 0 ? ft::kExitDamaged : ft::kExitOk;
 }
 
@@ -130,10 +128,7 @@ int run_dump(fd::Journal& journal, const ft::Selection& sel, ft::RecordFormat fo
   opts.limit = sel.limit;
   if (follow) opts.below_seq = start_next;
   opts.on_read = [&] { progress.tick(); };
-  opts.between_chunks = [&] {
-    write_out(text);
-    return !ft::stop_requested();
-  };
+  opts.between_chunks = [&] { return ft::write_stdout(text) && !ft::stop_requested(); };
   std::size_t damaged = 0;
   const ft::WalkResult w = ft::walk(
       journal, sel, opts,
@@ -143,7 +138,7 @@ int run_dump(fd::Journal& journal, const ft::Selection& sel, ft::RecordFormat fo
         progress.finish();
         print_damaged(set, seq, error);
       });
-  write_out(text);
+  ft::write_stdout(text);
   std::fflush(stdout);
   progress.finish();
   damaged += ft::report_read_errors(kTool, w);
@@ -230,8 +225,14 @@ int main(int argc, char** argv) {
     const bool filtered = !selection_args.priorities.empty() || !selection_args.state.empty() ||
                           !selection_args.since.empty() || !selection_args.until.empty() ||
                           !selection_args.ids.empty() || selection_args.limit != 0;
-    return run_stats(std::move(journal), sel, filtered, stats_json);
+    const int rc = run_stats(std::move(journal), sel, filtered, stats_json);
+    return ft::output_failed(kTool) ? ft::kExitCannotWrite : rc;
   }
-  if (verify) return run_verify(*journal, sel);
-  return run_dump(*journal, sel, format, follow, std::chrono::milliseconds(interval_ms));
+  int rc = 0;
+  if (verify) {
+    rc = run_verify(*journal, sel);
+  } else {
+    rc = run_dump(*journal, sel, format, follow, std::chrono::milliseconds(interval_ms));
+  }
+  return ft::output_failed(kTool) ? ft::kExitCannotWrite : rc;
 }
