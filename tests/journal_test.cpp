@@ -417,6 +417,29 @@ TEST(JournalDirectory, UnknownFormatVersionIsRefused) {
 
 // ---- Map size -----------------------------------------------------------------------------
 
+// A visitor that throws (the uploader's rendering may, on bad_alloc) must not leave its
+// read transaction open: LMDB has 126 reader slots, and a leaked one pins pages forever.
+TEST(JournalScan, AVisitorThatThrowsLeavesNoReaderBehind) {
+  fl::test::TempDir tmp;
+  {
+    fl::Client c(fl::test::test_options(tmp / "j"));
+    log_numbered(c, 0, 3);
+  }
+  auto j = fd::Journal::open_read_only(tmp / "j");
+  for (int i = 0; i < 300; ++i) {
+    EXPECT_THROW(j->scan(fd::RecordSet::Normal, 0, 10,
+                         [](std::uint64_t, std::span<const std::byte>) {
+                           throw std::runtime_error("visitor failed");
+                         }),
+                 std::runtime_error);
+  }
+  std::size_t seen = 0;
+  EXPECT_EQ(j->scan(fd::RecordSet::Normal, 0, 10,
+                    [&](std::uint64_t, std::span<const std::byte>) { ++seen; }),
+            0u);
+  EXPECT_EQ(seen, 3u);
+}
+
 TEST(JournalMap, GrowsFromOneMebibyteAndKeepsEveryRecord) {
   fl::test::TempDir tmp;
   const auto dir = tmp / "j";

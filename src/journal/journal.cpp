@@ -316,16 +316,17 @@ void Journal::publish_counts(const JournalCounts& c) {
 }
 
 void Journal::refresh_counts() {
-  MDB_txn* txn = nullptr;
   std::shared_lock lock(resize_mu_);
-  if (begin_read(&txn) != 0) return;
+  Txn txn;
+  if (begin_read(txn.out()) != 0) return;
   if (read_only_) {
     // Another process may have advanced next_seq; report what the file says.
     MDB_val k = key_of("next_seq"), v;
-    if (mdb_get(txn, meta_dbi_, &k, &v) == 0 && v.mv_size == 8) next_seq_ = from_be64(v.mv_data);
+    if (mdb_get(txn.get(), meta_dbi_, &k, &v) == 0 && v.mv_size == 8) {
+      next_seq_ = from_be64(v.mv_data);
+    }
   }
-  store_counts(txn);
-  mdb_txn_abort(txn);
+  store_counts(txn.get());
 }
 
 int Journal::begin_read(MDB_txn** txn) const {
@@ -806,8 +807,10 @@ void Journal::sync_to_device() {
 std::uint64_t Journal::scan(RecordSet set, std::uint64_t from_seq, std::size_t limit,
                             const Visitor& fn) const {
   std::shared_lock lock(resize_mu_);
-  MDB_txn* txn = nullptr;
-  if (const int rc = begin_read(&txn); rc != 0) {
+  // Ended however `fn` leaves (it may throw): a read transaction left open would keep
+  // its reader slot and pin its snapshot's pages, and the map must not grow under it.
+  Txn txn;
+  if (const int rc = begin_read(txn.out()); rc != 0) {
     throw Error(lmdb_error(
         "cannot read the " + std::string(record_set_name(set)) + " records of journal", dir_, rc));
   }
@@ -815,7 +818,7 @@ std::uint64_t Journal::scan(RecordSet set, std::uint64_t from_seq, std::size_t l
   std::uint64_t last = from_seq;
   int failed = 0;
   {
-    Cursor c(txn, dbi_[static_cast<std::size_t>(set)]);
+    Cursor c(txn.get(), dbi_[static_cast<std::size_t>(set)]);
     unsigned char start[8];
     be64(from_seq, start);
     MDB_val k = val_of(start, 8), v;
@@ -834,7 +837,7 @@ std::uint64_t Journal::scan(RecordSet set, std::uint64_t from_seq, std::size_t l
     }
     if (rc != 0 && rc != MDB_NOTFOUND) failed = rc;  // a damaged page, not the end
   }
-  mdb_txn_abort(txn);
+  txn.abort();
   if (failed != 0) {
     throw Error(lmdb_error("cannot read the " + std::string(record_set_name(set)) +
                                " records after seq " + std::to_string(last) + " of journal",
