@@ -358,10 +358,12 @@ void Journal::grow_map_locked() {
 // deletions (delivery, cleanup, eviction) free pages. LMDB reuses a page freed by
 // transaction T only from transaction T+2 on, because T-1's snapshot still uses it; so
 // right after a cleanup the batch may not fit though the journal is nearly empty. One
-// tiny commit moves that on. If the batch still does not fit, as much of it as fits is
-// stored: the first half, recursively, then the rest; only what cannot be stored is
-// dropped (and counted). When nothing fits, that costs log2(batch size) failed
-// transactions, not one per record.
+// tiny commit moves that on. If the batch still does not fit, what fits of it is stored:
+// the first half, recursively, then the rest; what is not stored is dropped (and
+// counted). A first half that stores nothing drops its rest untried: when nothing fits,
+// that costs log2(batch size) failed transactions, not one per record, at the price of
+// a small record behind a big one that did not fit (dropped with it, though it might
+// have fit on its own).
 CommitOutcome Journal::commit(std::span<const std::byte> arena,
                               std::span<const PendingRecord> records, std::size_t max_queued) {
   CommitOutcome out = commit_whole(arena, records, max_queued);

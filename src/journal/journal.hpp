@@ -111,8 +111,10 @@ class Journal {
   // write transaction), evicts the oldest records of the lowest priority while more
   // than `max_queued` are queued (0 = no limit), and persists next_seq and counters in
   // the same transaction. On MDB_MAP_FULL the map doubles (up to max_map_bytes) and the
-  // batch is retried; at max_map_bytes, as much of the batch as fits is stored (in
-  // order, in more transactions) and only the rest is dropped and counted.
+  // batch is retried; at max_map_bytes, what fits of the batch is stored (in order, in
+  // more transactions) and the rest is dropped and counted. Halves are tried in order,
+  // and once a first half stores nothing its rest is dropped untried, so a small record
+  // behind one that did not fit may be dropped with it (see commit_what_fits).
   CommitOutcome commit(std::span<const std::byte> arena, std::span<const PendingRecord> records,
                        std::size_t max_queued);
 
