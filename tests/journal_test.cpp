@@ -149,6 +149,57 @@ TEST(JournalFiles, SequencesAreUniqueAcrossReopens) {
   EXPECT_EQ(*seqs.rbegin(), 35u);
 }
 
+// In the modes that do not flush every commit, a power loss may undo batches already
+// uploaded; their seqs must not be handed out again. A run that ends without closing
+// (here: _exit in a child, as after kill -9) resumes above its durable reservation; a
+// clean close resumes exactly at next_seq. Full flushes every commit: no reservation.
+TEST(JournalFiles, AfterACrashSequencesResumeAboveTheReservation) {
+  constexpr std::uint64_t kReservation = std::uint64_t{1} << 20;
+  for (const auto mode : {fl::Durability::NoMetaSync, fl::Durability::Periodic,
+                          fl::Durability::None, fl::Durability::Full}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    fl::test::TempDir tmp;
+    auto o = fl::test::test_options(tmp / "j");
+    o.durability = mode;
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      int code = 0;
+      try {
+        fl::Client c(o);
+        for (int n = 0; n < 10; ++n) {
+          if (c.log_prediction({{"n", n}}, {{"p", 0.5}}) != fl::LogResult::Ok) code = 3;
+        }
+        c.flush();
+        _exit(code);  // no destructor: the journal is not closed
+      } catch (...) {
+        _exit(2);
+      }
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+
+    std::uint64_t resumed = 0;
+    {
+      fl::Client c(o);
+      const auto st = c.get_offline_status();
+      EXPECT_EQ(st.queue_size, 10u);
+      resumed = st.next_seq;
+      if (mode == fl::Durability::Full) {
+        EXPECT_EQ(resumed, 11u);
+      } else {
+        EXPECT_GT(resumed, kReservation);
+        EXPECT_LE(resumed, 11 + kReservation);
+      }
+      log_numbered(c, 10, 1);
+      c.flush();
+    }
+    fl::Client c(o);  // after a clean close: exactly the next number
+    EXPECT_EQ(c.get_offline_status().next_seq, resumed + 1);
+  }
+}
+
 // ---- Ownership ------------------------------------------------------------------------------
 
 TEST(JournalOwnership, SecondOwnerInTheSameProcessIsRefused) {

@@ -18,6 +18,10 @@ namespace {
 constexpr const char* kSetNames[kRecordSets] = {"critical", "high", "normal", "low", "failed"};
 constexpr const char* kMetaName = "meta";
 constexpr std::size_t kCleanupDeletesPerTxn = 10'000;
+// How far ahead sequences are reserved in the modes that do not flush every commit (see
+// Journal::reserve_seqs): one forced device flush per this many records, and at most
+// this many numbers skipped after a crash.
+constexpr std::uint64_t kSeqReservation = std::uint64_t{1} << 20;
 
 std::string quoted(const std::filesystem::path& p) {
   return "'" + p.string() + "'";
@@ -129,6 +133,7 @@ std::unique_ptr<Journal> Journal::open_for_writing(const JournalConfig& config) 
       flags |= MDB_NOSYNC;
       break;
   }
+  j->reserve_seqs_ = config.durability != Durability::Full;
   j->open_env(flags, config.initial_map_bytes);
   // Readers of processes that died (kill -9) leave slots that would pin pages forever.
   int dead = 0;
@@ -155,6 +160,8 @@ std::unique_ptr<Journal> Journal::open_read_only(const std::filesystem::path& di
 }
 
 Journal::~Journal() {
+  // A clean close gives back the unused reservation: the next run resumes at next_seq.
+  if (env_ != nullptr && reserve_seqs_ && seq_reserved_ > next_seq_) reserve_seqs(next_seq_);
   if (env_ != nullptr) mdb_env_close(env_);
 }
 
@@ -280,6 +287,13 @@ void Journal::load_meta(bool create) {
       next_seq_ = std::max(next_seq_, from_be64(ck.mv_data) + 1);
     }
   }
+  // A run that stopped without closing (crash, power loss) may have handed out seqs
+  // up to its reservation, whatever a power loss undid since: resume above them all.
+  k = key_of("seq_reserved");
+  if (!read_only_ && mdb_get(txn.get(), meta_dbi_, &k, &v) == 0 && v.mv_size == 8) {
+    next_seq_ = std::max(next_seq_, from_be64(v.mv_data));
+  }
+  seq_reserved_ = next_seq_;
   k = key_of("evicted");
   if (mdb_get(txn.get(), meta_dbi_, &k, &v) == 0 && v.mv_size == sizeof evicted_) {
     std::memcpy(evicted_.data(), v.mv_data, sizeof evicted_);
@@ -438,6 +452,13 @@ CommitOutcome Journal::commit_whole(std::span<const std::byte> arena,
                                     std::size_t max_queued) {
   CommitOutcome out;
   if (records.empty()) return out;
+  if (reserve_seqs_ && next_seq_ + records.size() > seq_reserved_) {
+    if (const int rc = reserve_seqs(next_seq_ + records.size() + kSeqReservation); rc != 0) {
+      out.dropped_error = records.size();
+      out.error = std::string("cannot reserve sequence numbers durably: ") + mdb_strerror(rc);
+      return out;
+    }
+  }
   for (;;) {
     Txn txn;
     int rc = mdb_txn_begin(env_, nullptr, 0, txn.out());
@@ -602,6 +623,18 @@ std::size_t Journal::cleanup_before(std::int64_t cutoff_ns) {
     }
   }
   return removed;
+}
+
+int Journal::reserve_seqs(std::uint64_t bound) {
+  unsigned char value[8];
+  be64(bound, value);
+  int rc = write_txn([&](MDB_txn* txn) {
+    MDB_val k = key_of("seq_reserved"), v = val_of(value, 8);
+    return mdb_put(txn, meta_dbi_, &k, &v, 0);
+  });
+  if (rc == 0) rc = mdb_env_sync(env_, 1);
+  if (rc == 0) seq_reserved_ = bound;
+  return rc;
 }
 
 int Journal::write_txn(const std::function<int(MDB_txn*)>& body) {

@@ -182,6 +182,16 @@ class Journal {
   JournalCounts count_in(MDB_txn* txn) const;
   void publish_counts(const JournalCounts& c);
   void store_counts(MDB_txn* txn) { publish_counts(count_in(txn)); }
+  // Makes `bound` the durable limit below which sequences are handed out: one write
+  // transaction, then a forced device flush. Why: in the modes that do not flush every
+  // commit, a power loss may undo the last batches, and with them next_seq; records of
+  // those batches may already have been uploaded, and their seqs handed out again would
+  // give new records the ids of delivered ones (a receiver that drops or replaces
+  // duplicates by id would lose one of them). Reopening resumes at the reservation at
+  // least, which a power loss cannot undo. Reserving kSeqReservation ahead costs one
+  // flush per that many records; closing trims the reservation back to next_seq, so
+  // only a crash or power loss skips numbers. Returns an LMDB code or errno.
+  int reserve_seqs(std::uint64_t bound);
   // Runs `body` in a write transaction and commits it, growing the map and retrying on
   // MDB_MAP_FULL. `body` returns an LMDB code (0 = commit). Returns the final code.
   int write_txn(const std::function<int(MDB_txn*)>& body);
@@ -203,6 +213,9 @@ class Journal {
   MDB_dbi meta_dbi_ = 0;
   std::string journal_id_;
   std::uint64_t next_seq_ = 1;  // write side only
+  // Sequence reservation (write side; all durability modes but Full). See reserve_seqs().
+  bool reserve_seqs_ = false;
+  std::uint64_t seq_reserved_ = 0;  // every seq handed out is below it, durably
   std::array<std::uint64_t, 4> evicted_{};
   std::uint64_t cleaned_up_ = 0;
 
