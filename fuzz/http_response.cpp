@@ -1,20 +1,24 @@
 // Fuzz target: what the uploader makes of a server's answer. Any bytes, as a response
 // stream, go through a beast::http::response_parser<string_body> configured and driven
 // as HttpsClient's exchange() does (src/uploader/https_client.cpp): a fresh parser per
-// message with body_limit(max_response_body), interim 1xx responses skipped (five
-// messages at most, 101 ends it), a body over the limit after a complete header still a
-// response; then the outcome is built as there (body kept up to kept_response_body,
+// message with header_limit(kMaxResponseHeader) and body_limit(max_response_body),
+// interim 1xx responses skipped (kMaxInterimResponses at most, more is malformed; 101
+// ends it), a body over the limit after a complete header still a response, and so is
+// a body that runs to the close when TLS reports the close as truncated (no
+// close_notify); then the outcome is built as there (body kept up to kept_response_body,
 // Retry-After through parse_retry_after), mapped to a PostOutcome as HttpsTransport
 // does, and classified (src/uploader/uploader.hpp), for both upload formats.
 //
 // Checks: nothing crashes or reads out of bounds; the outcome does not depend on how
-// the bytes are split into reads (whole, or in small pieces); a response's status has
+// the bytes are split into reads (whole, or in small pieces), and an end without TLS
+// close_notify changes no more than body_truncated; a response's status has
 // three digits, its kept body within the limit, its Retry-After >= 0; classify()
 // gives None exactly for 2xx, Misconfigured for a final status outside 200..599, and a
 // SentNoResponse is retryable. Runs with the
 // client's default limits, and once more with tiny ones (body limit and kept body).
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
@@ -36,16 +40,18 @@ namespace net = boost::asio;
 namespace http = boost::beast::http;
 using boost::system::error_code;
 
-// A SyncReadStream over the input, `piece` bytes per read at most, then end of file.
+// A SyncReadStream over the input, `piece` bytes per read at most, then `end`: end of
+// file, or stream_truncated as a TLS stream reports a close without close_notify.
 class InputStream {
  public:
-  InputStream(std::span<const std::uint8_t> bytes, std::size_t piece)
-      : bytes_(bytes), piece_(piece) {}
+  InputStream(std::span<const std::uint8_t> bytes, std::size_t piece,
+              error_code end = net::error::eof)
+      : bytes_(bytes), piece_(piece), end_(end) {}
 
   template <typename MutableBuffers>
   std::size_t read_some(const MutableBuffers& buffers, error_code& ec) {
     if (pos_ == bytes_.size()) {
-      ec = net::error::eof;
+      ec = end_;
       return 0;
     }
     ec = {};
@@ -66,6 +72,7 @@ class InputStream {
  private:
   std::span<const std::uint8_t> bytes_;
   std::size_t piece_;
+  error_code end_;
   std::size_t pos_ = 0;
 };
 
@@ -81,16 +88,21 @@ Outcome receive(InputStream& stream, const fd::HttpClientConfig& cfg,
   boost::beast::flat_buffer buffer;
   std::optional<http::response_parser<http::string_body>> parser;
   error_code ec;
-  for (int message = 0; message < 5; ++message) {
+  for (int message = 0; message <= fd::kMaxInterimResponses; ++message) {
     parser.emplace();
+    parser->header_limit(fd::kMaxResponseHeader);
     parser->body_limit(cfg.max_response_body);
     http::read(stream, buffer, *parser, ec);
-    const unsigned status = ec ? 0 : parser->get().result_int();
-    if (status < 100 || status >= 200 || status == 101) break;
+    if (ec || !fd::is_interim_status(parser->get().result_int())) break;
   }
-  if (ec && !(ec == http::error::body_limit && parser->is_header_done())) {
+  const bool header_done = parser->is_header_done();
+  const bool body_ends_at_close =
+      ec == net::ssl::error::stream_truncated && header_done && parser->need_eof();
+  const bool answered = header_done && (ec == http::error::body_limit || body_ends_at_close);
+  const bool too_many_interim = !ec && fd::is_interim_status(parser->get().result_int());
+  if ((ec && !answered) || too_many_interim) {
     out.http.result = fd::HttpResult::SentNoResponse;
-    out.http.error = ec.message();
+    out.http.error = too_many_interim ? "too many interim responses" : ec.message();
     return out;
   }
   auto& res = parser->get();
@@ -155,10 +167,14 @@ void check(const Outcome& got, const fd::HttpClientConfig& cfg) {
   }
 }
 
-bool same(const Outcome& a, const Outcome& b) {
+// Equal but, when `truncated_end` says `b` ended without close_notify, for b's
+// body_truncated, which may then be set where a's is not.
+bool same(const Outcome& a, const Outcome& b, bool truncated_end = false) {
+  const bool flag_ok = truncated_end ? b.http.body_truncated >= a.http.body_truncated
+                                     : a.http.body_truncated == b.http.body_truncated;
   return a.http.result == b.http.result && a.http.status == b.http.status &&
-         a.http.body == b.http.body && a.http.body_truncated == b.http.body_truncated &&
-         a.http.retry_after == b.http.retry_after && a.keeps_connection == b.keeps_connection;
+         a.http.body == b.http.body && flag_ok && a.http.retry_after == b.http.retry_after &&
+         a.keeps_connection == b.keeps_connection;
 }
 
 }  // namespace
@@ -177,6 +193,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const Outcome b = receive(pieces, defaults, now);
   check(b, defaults);
   FUZZ_CHECK(same(a, b), "the outcome depends on how the response is split into reads");
+  // All a truncation attacker can do to a TLS stream: end it early, without close_notify.
+  InputStream truncated(bytes, 1 + size % 3, net::ssl::error::stream_truncated);
+  const Outcome c = receive(truncated, defaults, now);
+  check(c, defaults);
+  FUZZ_CHECK(same(a, c, /*truncated_end=*/true),
+             "an end without close_notify changes more than body_truncated");
 
   fd::HttpClientConfig tiny;
   tiny.max_response_body = size % 64;

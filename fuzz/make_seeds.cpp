@@ -149,6 +149,12 @@ void responses() {
        "HTTP/1.1 301 Moved Permanently\r\nLocation: https://elsewhere/\r\nContent-Length: "
        "0\r\n\r\n"},
       {"http10-eof", "HTTP/1.0 200 OK\r\n\r\nbody until the connection closes"},
+      {"500-close-delimited",
+       "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\nCode: 60. DB::E"},
+      {"102x5-then-200",
+       "HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n"
+       "HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n"
+       "HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"},
       {"cut-short", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b"},
       {"bad-status", "HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n"},
       {"101",

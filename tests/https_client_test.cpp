@@ -77,6 +77,13 @@ std::string describe(const d::HttpOutcome& o) {
          " error='" + o.error + "'";
 }
 
+// For the tests that run over TLS and over plain HTTP.
+t::ReceiverOptions tls_or_plain(bool tls) {
+  t::ReceiverOptions o;
+  o.tls = tls;
+  return o;
+}
+
 std::uint16_t closed_port() {
   // A port that had a listener a moment ago: connecting to it is refused.
   std::uint16_t port;
@@ -352,7 +359,7 @@ TEST(HttpsClient, KeepAliveReusesOneConnection) {
 TEST(HttpsClient, InterimResponsesAreSkipped) {
   t::TlsReceiver receiver;
   auto r = t::Reply::status_only(202);
-  r.interim_100 = true;
+  r.interim = {100, 102, 103, 103};  // as many as the client reads past
   receiver.script(r);
   d::HttpsClient client(config_for(receiver));
   auto o = post(client);
@@ -361,6 +368,58 @@ TEST(HttpsClient, InterimResponsesAreSkipped) {
   EXPECT_EQ(o.body, "status 202");
   EXPECT_EQ(post(client).status, 200u);  // the connection is still in step
   EXPECT_EQ(receiver.connections(), 1u);
+}
+
+TEST(HttpsClient, LargeResponseHeadersAreReadUpToTheLimit) {
+  t::TlsReceiver receiver;
+  t::Reply padded;
+  padded.headers = {{"X-Pad", std::string(9000, 'p')}};  // over Beast's default 8 KiB
+  receiver.script(padded);
+  t::Reply oversized;  // over the client's 64 KiB (one field holds at most 64 KiB)
+  oversized.headers = {{"X-Pad-1", std::string(40000, 'p')}, {"X-Pad-2", std::string(40000, 'q')}};
+  receiver.script(oversized);
+  d::HttpsClient client(config_for(receiver));
+  auto a = post(client);
+  ASSERT_EQ(a.result, HttpResult::Response) << describe(a);
+  EXPECT_EQ(a.status, 200u);
+  EXPECT_EQ(a.body, "ok");
+  auto b = post(client);
+  EXPECT_EQ(b.result, HttpResult::SentNoResponse) << describe(b);
+  EXPECT_NE(b.error.find("malformed response from 127.0.0.1:"), std::string::npos) << b.error;
+  EXPECT_NE(b.error.find("header limit exceeded (64 KiB)"), std::string::npos) << b.error;
+  // The rest of that answer is left unread: the next request goes over a fresh connection.
+  auto c = post(client);
+  ASSERT_EQ(c.result, HttpResult::Response) << describe(c);
+  EXPECT_FALSE(c.reused_connection);
+  EXPECT_EQ(receiver.connections(), 2u);
+}
+
+TEST(HttpsClient, BodyThatRunsToACloseWithoutCloseNotifyIsAResponse) {
+  // No Content-Length, Connection: close, then FIN without close_notify. The status and
+  // headers came whole; only the body's end is unconfirmed, which body_truncated says.
+  for (bool tls : {true, false}) {
+    t::TlsReceiver receiver(tls_or_plain(tls));
+    receiver.script(t::Reply::with_fault(t::Fault::CloseDelimited));
+    auto error = t::Reply::status_only(500);
+    error.body = "Code: 241. DB::Exception: Memory limit exceeded";
+    error.fault = t::Fault::CloseDelimited;
+    receiver.script(error);
+    d::HttpsClient client(config_for(receiver));
+    auto ok = post(client);
+    ASSERT_EQ(ok.result, HttpResult::Response) << describe(ok);
+    EXPECT_EQ(ok.status, 200u);
+    EXPECT_EQ(ok.body, "ok");
+    EXPECT_EQ(ok.body_truncated, tls);  // plain HTTP has no close_notify to miss
+    // Not an error status's reason either: the body read is kept.
+    auto failed = post(client);
+    ASSERT_EQ(failed.result, HttpResult::Response) << describe(failed);
+    EXPECT_EQ(failed.status, 500u);
+    EXPECT_EQ(failed.body, error.body);
+    EXPECT_EQ(failed.body_truncated, tls);
+    EXPECT_FALSE(failed.reused_connection);  // the closed connection was not reused
+    EXPECT_FALSE(failed.stale_retried);
+    EXPECT_EQ(receiver.connections(), 2u);
+  }
 }
 
 TEST(HttpsClient, AsyncPostsCompleteOnceEachInSubmissionOrder) {
@@ -610,9 +669,7 @@ TEST(HttpsFaults, ResetAfterTheRequestIsSentNoResponse) {
 
 TEST(HttpsFaults, TruncatedResponseIsSentNoResponse) {
   for (bool tls : {true, false}) {
-    t::ReceiverOptions opts;
-    opts.tls = tls;
-    t::TlsReceiver receiver(opts);
+    t::TlsReceiver receiver(tls_or_plain(tls));
     receiver.script(t::Reply::with_fault(t::Fault::Truncate));
     d::HttpsClient client(config_for(receiver));
     auto o = post(client);
@@ -629,13 +686,33 @@ TEST(HttpsFaults, TruncatedResponseIsSentNoResponse) {
   }
 }
 
+TEST(HttpsFaults, EndlessInterimResponsesAreMalformedAndEndTheConnection) {
+  t::TlsReceiver receiver;
+  t::Reply processing;
+  processing.interim = std::vector<unsigned>(5, 102);  // one more than the client reads past
+  receiver.script(processing);
+  receiver.script(t::Reply::status_only(400));
+  d::HttpsClient client(config_for(receiver));
+  auto first = post(client);
+  EXPECT_EQ(first.result, HttpResult::SentNoResponse) << describe(first);
+  EXPECT_EQ(first.status, 0u);  // not a final 102, not an acknowledgement
+  EXPECT_NE(first.error.find("malformed response"), std::string::npos) << first.error;
+  EXPECT_NE(first.error.find("interim (1xx)"), std::string::npos) << first.error;
+  // The 200 that came after them is never read as the answer to the next request.
+  auto second = post(client);
+  ASSERT_EQ(second.result, HttpResult::Response) << describe(second);
+  EXPECT_EQ(second.status, 400u);
+  EXPECT_FALSE(second.reused_connection);
+  EXPECT_FALSE(second.stale_retried);
+  EXPECT_EQ(receiver.connections(), 2u);
+  EXPECT_EQ(receiver.request_count(), 2u);
+}
+
 class HttpsStale : public ::testing::TestWithParam<t::Fault> {};
 
 TEST_P(HttpsStale, StaleKeptAliveConnectionIsReplacedTransparently) {
   for (bool tls : {true, false}) {
-    t::ReceiverOptions opts;
-    opts.tls = tls;
-    t::TlsReceiver receiver(opts);
+    t::TlsReceiver receiver(tls_or_plain(tls));
     receiver.script(t::Reply::with_fault(GetParam()));  // answers, then closes
     d::HttpsClient client(config_for(receiver));
     auto first = post(client);

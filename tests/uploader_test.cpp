@@ -501,6 +501,23 @@ TEST_F(UploaderTest, TruncatedAndSlowResponsesAreRetryable) {
   EXPECT_EQ(c.sync_offline_queue().synced, 10u);
 }
 
+TEST_F(UploaderTest, AckWhoseBodyRunsToACloseWithoutCloseNotifyDelivers) {
+  // No Content-Length, Connection: close, FIN without close_notify: the 200 stands.
+  ft::TlsReceiver rx;
+  rx.set_responder([](const ft::ReceivedRequest&) -> std::optional<ft::Reply> {
+    return ft::Reply::with_fault(ft::Fault::CloseDelimited);
+  });
+  fl::Client c(options_for(rx));
+  log_numbered(c, 0, 20);
+  const auto r = c.sync_offline_queue();
+  EXPECT_EQ(r.synced, 20u);
+  EXPECT_EQ(r.failed, 0u);
+  const auto st = c.get_offline_status();
+  EXPECT_EQ(st.queue_size, 0u);
+  EXPECT_EQ(st.consecutive_failures, 0);
+  EXPECT_EQ(rows_of(rx.requests()).size(), 20u);
+}
+
 TEST_F(UploaderTest, CertificateProblemsAreMisconfigurationNotAttempts) {
   for (auto cert :
        {ft::ServedCert::WrongHost, ft::ServedCert::Untrusted, ft::ServedCert::Expired}) {

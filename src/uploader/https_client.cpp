@@ -772,19 +772,18 @@ net::awaitable<HttpsClient::Impl::Exchange> HttpsClient::Impl::exchange(
   ++requests_sent_;
   auto [write_ec, written] = co_await http::async_write(stream, request, kUseTuple);
   (void)written;
-  // A fresh parser per message: interim 1xx responses (100 Continue, 103 Early Hints)
-  // may precede the real one, a few at most.
+  // A fresh parser per message: interim responses may precede the real one.
   std::optional<http::response_parser<http::string_body>> parser;
   error_code read_ec;
   bool got_interim = false;
-  for (int message = 0; !write_ec && message < 5; ++message) {
+  for (int message = 0; !write_ec && message <= kMaxInterimResponses; ++message) {
     parser.emplace();
+    parser->header_limit(kMaxResponseHeader);
     parser->body_limit(cfg_.max_response_body);
     auto [ec, read] = co_await http::async_read(stream, buffer_, *parser, kUseTuple);
     (void)read;
     read_ec = ec;
-    unsigned status = ec ? 0 : parser->get().result_int();
-    if (status < 100 || status >= 200 || status == 101) break;
+    if (ec || !is_interim_status(parser->get().result_int())) break;
     got_interim = true;
   }
   error_code ec = write_ec ? write_ec : read_ec;
@@ -795,17 +794,37 @@ net::awaitable<HttpsClient::Impl::Exchange> HttpsClient::Impl::exchange(
   }
   bool got_response_bytes = got_interim || (parser && parser->got_some()) || buffer_.size() > 0;
   bool header_done = parser && parser->is_header_done();
-  if (ec && !(ec == http::error::body_limit && header_done)) {
+  // Without Content-Length or chunked coding, a response's body runs to the close of the
+  // connection (RFC 9112 6.3), and servers that send one often close TCP without TLS's
+  // close_notify: a stream_truncated where the body ends. (After a close_notify the
+  // stream reports eof, which Beast takes as the end itself.) The status line and
+  // headers came whole in authenticated TLS records; all a truncation attacker can do is
+  // cut the body short. A 2xx acknowledgement does not depend on its body, and for
+  // another status the part read is still the server's own text. So the answer stands,
+  // its body flagged as possibly truncated (below).
+  bool body_ends_at_close = ec == ssl::error::stream_truncated && header_done && parser->need_eof();
+  // The status and headers were read; only the body's end is missing.
+  bool answered = header_done && (ec == http::error::body_limit || body_ends_at_close);
+  // Every message read was interim: the final one, if it comes, would be taken as the
+  // answer to the next request on this connection.
+  bool too_many_interim = !ec && is_interim_status(parser->get().result_int());
+  if ((ec && !answered) || too_many_interim) {
     drop_connection();
     ex.stale = !got_response_bytes && is_stale_connection_error(ec);
     std::string text;
-    if (ec == beast::error::timeout) {
+    if (too_many_interim) {
+      text = "malformed response from " + authority_ + ": more than " +
+             std::to_string(kMaxInterimResponses) + " interim (1xx) responses";
+    } else if (ec == beast::error::timeout) {
       text = "no complete response from " + authority_ + " within request_timeout (" +
              ms_text(cfg_.request_timeout) + ")";
     } else if (got_response_bytes &&
                ec.category() == http::make_error_code(http::error::partial_message).category() &&
                ec != http::error::partial_message) {
       text = "malformed response from " + authority_ + ": " + ec.message();
+      if (ec == http::error::header_limit) {
+        text += " (" + std::to_string(kMaxResponseHeader / 1024) + " KiB)";
+      }
     } else if (got_response_bytes) {
       text = "response from " + authority_ + " cut short: " + ec.message();
     } else {
@@ -830,7 +849,7 @@ net::awaitable<HttpsClient::Impl::Exchange> HttpsClient::Impl::exchange(
     o.retry_after = parse_retry_after(it->value(), std::chrono::system_clock::now());
   }
   // A body over max_response_body was not read to its end, so the connection is not at a
-  // message boundary any more.
+  // message boundary any more; one that ran to the close has no connection left.
   if (ec || !res.keep_alive() || res.need_eof()) {
     o.body_truncated = o.body_truncated || static_cast<bool>(ec);
     drop_connection();

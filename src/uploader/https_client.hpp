@@ -12,6 +12,11 @@
 //   more on a fresh connection. The server may have received the first copy if it
 //   reset after reading it, so requests must be idempotent (the uploader's batches
 //   carry stable record ids).
+// - A Response has a final status and its headers read whole (kMaxResponseHeader at
+//   most, after kMaxInterimResponses interim ones at most); anything less is
+//   SentNoResponse, and the connection is closed, so a late answer is never read as the
+//   next request's. A body that runs to the connection's close may end without TLS
+//   close_notify: the answer stands, with body_truncated set.
 // - TLS 1.2 or newer; the peer's chain is verified against the system CAs or the
 //   configured CA file/PEM, and its name against the host (DNS SAN, or IP SAN for an
 //   IP literal); SNI is sent for host names.
@@ -60,6 +65,24 @@ struct HttpClientConfig {
   std::string user_agent = "flightlog";
 };
 
+// Interim responses (100 Continue, 102 Processing, 103 Early Hints) may precede the
+// final one, a few at most. A server that sends more is broken: its answer is taken as
+// malformed rather than read on without end.
+inline constexpr int kMaxInterimResponses = 4;
+
+// A 1xx status other than 101 Switching Protocols (which ends HTTP on the connection).
+constexpr bool is_interim_status(unsigned status) noexcept {
+  return status >= 100 && status < 200 && status != 101;
+}
+
+// Beast's default limit on a response's header block is 8 KiB. Gateways, load balancers
+// and CDNs in front of an ingest endpoint add their own headers (Set-Cookie for session
+// affinity, tracing, security policies) and can pass that; a 2xx over the limit would be
+// taken as malformed and the batch it acknowledged sent again until it failed. 64 KiB
+// leaves room for them and still bounds what a broken or hostile server can make the
+// client hold for one response.
+inline constexpr std::uint32_t kMaxResponseHeader = 64 * 1024;
+
 struct HttpRequest {
   std::string target;  // empty = the endpoint's path and query
   std::string content_type = "application/x-ndjson";
@@ -88,6 +111,8 @@ struct HttpOutcome {
   HttpResult result = HttpResult::Cancelled;
   unsigned status = 0;  // Response only
   std::string body;     // Response only; at most kept_response_body bytes
+  // The body may not be all the server sent: cut to kept_response_body, not read past
+  // max_response_body, or it ran to a close that came without TLS close_notify.
   bool body_truncated = false;
   std::optional<std::chrono::seconds> retry_after;  // Retry-After, either form, >= 0
   std::string error;               // why, when not a Response; contains no header values

@@ -313,10 +313,12 @@ net::awaitable<void> TlsReceiver::Impl::serve(Stream& stream, std::size_t id,
         break;
     }
 
-    if (reply.interim_100) {
-      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      auto [cec, cn] = co_await net::async_write(stream, net::buffer(kContinue), kUseTuple);
-      if (cec || stopping) co_return;
+    for (unsigned status : reply.interim) {
+      std::string interim = "HTTP/1.1 " + std::to_string(status) + " " +
+                            std::string(http::obsolete_reason(static_cast<http::status>(status))) +
+                            "\r\n\r\n";
+      auto [iec, in] = co_await net::async_write(stream, net::buffer(interim), kUseTuple);
+      if (iec || stopping) co_return;
     }
     http::response<http::string_body> res;
     res.version(req.version());
@@ -325,12 +327,14 @@ net::awaitable<void> TlsReceiver::Impl::serve(Stream& stream, std::size_t id,
     res.set(http::field::content_type, "text/plain");
     for (const auto& [name, value] : reply.headers) res.set(name, value);
     res.body() = reply.body;
-    res.keep_alive(req.keep_alive() && !reply.connection_close);
-    res.prepare_payload();
+    const bool close_delimited = reply.fault == Fault::CloseDelimited;
+    res.keep_alive(req.keep_alive() && !reply.connection_close && !close_delimited);
+    // Without a Content-Length (or chunked coding) the body ends at the close.
+    if (!close_delimited) res.prepare_payload();
     auto [wec, written] = co_await http::async_write(stream, res, kUseTuple);
     if (wec || stopping) co_return;
 
-    if (reply.fault == Fault::CloseAfterResponse) {
+    if (reply.fault == Fault::CloseAfterResponse || close_delimited) {
       fin(low.socket());
       co_return;
     }

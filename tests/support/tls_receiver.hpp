@@ -46,6 +46,8 @@ enum class Fault : std::uint8_t {
   ResetAfterRequest,      // read the request, then RST: no response at all
   Truncate,               // headers promise a body; send part of it, then FIN (no close_notify)
   CloseAfterResponse,     // answer with keep-alive, then FIN without close_notify
+  CloseDelimited,         // answer with Connection: close and no Content-Length (the body
+                          // runs to the close), then FIN without close_notify
   ShutdownAfterResponse,  // answer with keep-alive, then TLS close_notify and FIN
   Hang,                   // read the request, never answer (until the client goes or stop())
 };
@@ -57,7 +59,7 @@ struct Reply {
   Fault fault = Fault::None;
   std::chrono::milliseconds delay{0};  // wait before answering (a slow server)
   bool connection_close = false;       // send "Connection: close" and close politely
-  bool interim_100 = false;            // send "100 Continue" first (an interim response)
+  std::vector<unsigned> interim;       // interim (1xx) statuses sent first, e.g. {100}
 
   static Reply status_only(unsigned status) {
     Reply r;
