@@ -202,7 +202,7 @@ TEST(Classify, FollowsTheDesignBrief) {
   }
   for (int s : {400, 413, 422})
     EXPECT_EQ(fd::classify(resp(s), false), fd::FailureClass::Rejected) << s;
-  for (int s : {401, 403, 404, 301, 101, 0, 99, 600, 999}) {
+  for (int s : {401, 403, 404, 405, 407, 410, 415, 421, 426, 431, 301, 101, 0, 99, 600, 999}) {
     EXPECT_EQ(fd::classify(resp(s), false), fd::FailureClass::Misconfigured) << s;
   }
   EXPECT_EQ(fd::classify(resp(599), false), fd::FailureClass::Retryable);

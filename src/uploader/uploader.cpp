@@ -3,7 +3,9 @@
 #include <charconv>
 #include <string_view>
 
+#include <algorithm>
 #include <cctype>
+#include <iterator>
 #include <random>
 
 #include "core/crash_point.hpp"
@@ -101,7 +103,16 @@ FailureClass classify(const PostOutcome& o, bool clickhouse) noexcept {
   // whatever answers there does not take uploads. Retrying would only use up attempts.
   if (s < 200 || s >= 600) return FailureClass::Misconfigured;
   if (s == 408 || s == 429) return FailureClass::Retryable;
-  if (s == 401 || s == 403 || s == 404 || (s >= 300 && s < 400)) return FailureClass::Misconfigured;
+  if (s >= 300 && s < 400) return FailureClass::Misconfigured;
+  // 4xx that refuse the request's envelope, the same for every batch, not its records:
+  // credentials (401, 403, 407), the URL (404, 410, 421), the method (405), the content
+  // or coding (415), the protocol (426), the headers (431). Splitting the batch to find
+  // records at fault would move every queued record to failed.
+  constexpr int kEnvelopeRefused[] = {401, 403, 404, 405, 407, 410, 415, 421, 426, 431};
+  if (std::find(std::begin(kEnvelopeRefused), std::end(kEnvelopeRefused), s) !=
+      std::end(kEnvelopeRefused)) {
+    return FailureClass::Misconfigured;
+  }
   if (s >= 400 && s < 500) return FailureClass::Rejected;
   if (clickhouse && s == 500 && clickhouse_data_error(o.body)) {
     return FailureClass::Rejected;  // ClickHouse reports bad rows with 500

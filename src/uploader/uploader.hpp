@@ -13,8 +13,9 @@
 //                  one attempt is counted on every record of the batch; a record at
 //                  max_attempts moves to failed; back off (Retry-After honoured)
 //   offline        (nothing sent) back off; no attempt counted
-//   misconfigured  (TLS verification, 401/403/404, redirects) back off at the cap; no
-//                  attempt counted; the status shows the error
+//   misconfigured  (TLS verification, redirects, 401/403/404 and the other 4xx that
+//                  refuse the request's envelope) back off at the cap; no attempt
+//                  counted; the status shows the error
 // Journal writes go through the writer thread (Writer::call), so one thread owns every
 // write transaction and map growth.
 #pragma once

@@ -53,7 +53,8 @@ Failure classes as the uploader's: 2xx accepted; other 4xx rejected (batches are
 to find the records at fault, which are listed); 5xx, 408, 429, timeouts retried with
 full-jitter backoff up to --max-attempts posts, then given up and listed; an
 unreachable receiver also counts attempts, and ends the replay; TLS verification
-failures, 401, 403, 404 and redirects end the replay at once.
+failures, redirects, 401, 403, 404 and the other 4xx that refuse the request itself
+(405, 407, 410, 415, 421, 426, 431) end the replay at once.
 
 Examples:
   FLIGHTLOG_API_KEY=... flightlog-replay ./flightlog_offline --state failed \
@@ -75,8 +76,9 @@ Exit status:
   4    the source journal was written by a newer flightlog
   5    some records were not delivered: rejected, given up after --max-attempts, the
        receiver unreachable, or a copy could not be committed (listed in the summary)
-  6    the receiver refused the set-up (TLS verification, 401/403/404, redirect, a
-       status outside 200-599): nothing more was sent
+  6    the receiver refused the set-up (TLS verification, 401/403/404 or another 4xx
+       refusing the request itself, redirect, a status outside 200-599): nothing more
+       was sent
   130  stopped by SIGINT or SIGTERM (the summary says what was sent)
 When several apply, the highest is returned.)";
 
