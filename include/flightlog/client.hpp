@@ -140,7 +140,9 @@ class Client {
   // Returns once everything logged (by any thread) before the call is committed to
   // the journal under Options::durability, or dropped and counted (journal full).
   void flush();
-  // As flush(), giving up after `timeout`; returns whether everything was committed.
+  // As flush(), giving up after `timeout`; returns whether flush() would have returned:
+  // true once everything logged before the call is committed or counted as dropped
+  // (get_offline_status().dropped says which), false on timeout.
   bool flush_for(std::chrono::milliseconds timeout);
 
   // --- Crash flush (opt-in, process-wide) ----------------------------------------------
