@@ -44,8 +44,9 @@ std::size_t count(std::string_view s, std::string_view part) {
 }
 
 // `url` with its userinfo (the part of the authority after "://" before its last '@')
-// and its query (RFC 3986: after the first '?' that comes before any '#', up to the
-// '#') replaced by kMark. `planted` is how many marks went in.
+// replaced by kMark and its query (RFC 3986: after the first '?' that comes before any
+// '#', up to the '#') by kMark@kMark (an '@' in a query must not end its masking).
+// `planted` is how many marks went in.
 std::string with_marks(std::string_view url, std::size_t& planted) {
   std::string out(url);
   planted = 0;
@@ -61,8 +62,9 @@ std::string with_marks(std::string_view url, std::size_t& planted) {
   const auto q = out.find('?');
   const auto hash = out.find('#');
   if (q != std::string::npos && (hash == std::string::npos || q < hash)) {
-    out.replace(q + 1, (hash == std::string::npos ? out.size() : hash) - q - 1, kMark);
-    ++planted;
+    out.replace(q + 1, (hash == std::string::npos ? out.size() : hash) - q - 1,
+                std::string(kMark) + "@" + std::string(kMark));
+    planted += 2;
   }
   return out;
 }

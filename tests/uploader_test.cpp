@@ -214,6 +214,9 @@ TEST(Classify, FollowsTheDesignBrief) {
       resp(500, "Code: 27, e.displayText() = DB::Exception: Cannot parse input: (at row 1)");
   EXPECT_EQ(fd::classify(parse_error, true), fd::FailureClass::Rejected);
   EXPECT_EQ(fd::classify(parse_error, false), fd::FailureClass::Retryable);
+  // A code whose digits end the body may be a longer one cut short ("Code: 60" -> 6).
+  EXPECT_EQ(fd::classify(resp(500, "Code: 6"), true), fd::FailureClass::Retryable);
+  EXPECT_EQ(fd::classify(resp(500, "Code: 6."), true), fd::FailureClass::Rejected);
   EXPECT_EQ(fd::classify(resp(500, "Code: 241, Memory limit exceeded"), true),
             fd::FailureClass::Retryable);
   // Other bad-value errors, as ClickHouse 18.16 words them and as later versions do

@@ -405,16 +405,16 @@ class alignas(64) Client::Impl {
     if (n_in > 255 || n_out > 255 || name.size() > 255)
       return reject(hot_.invalid, LogResult::Invalid);
     std::size_t bytes = kSlotHeaderBytes + name.size();
-    std::size_t longest_name = 0;
+    std::size_t name_bits = 0;  // the OR of the names' sizes: > 255 iff one of them is
     for (std::size_t i = 0; i < n_in; ++i) {
       bytes += field_size(in[i]);
-      longest_name = std::max(longest_name, in[i].name.size());
+      name_bits |= in[i].name.size();
     }
     for (std::size_t i = 0; i < n_out; ++i) {
       bytes += field_size(out[i]);
-      longest_name = std::max(longest_name, out[i].name.size());
+      name_bits |= out[i].name.size();
     }
-    if (longest_name > 255) return reject(hot_.invalid, LogResult::Invalid);
+    if (name_bits > 255) return reject(hot_.invalid, LogResult::Invalid);
     if (bytes > max_record_bytes_) return reject(hot_.too_large, LogResult::TooLarge);
     if (pr == nullptr && (pr = local_producer()) == nullptr) {
       return reject(hot_.invalid, LogResult::Invalid);

@@ -454,7 +454,8 @@ CommitOutcome Journal::commit_whole(std::span<const std::byte> arena,
   if (records.empty()) return out;
   if (reserve_seqs_ && next_seq_ + records.size() > seq_reserved_) {
     if (const int rc = reserve_seqs(next_seq_ + records.size() + kSeqReservation); rc != 0) {
-      out.dropped_error = records.size();
+      // At journal_max_bytes even the reservation's one value may not fit: a full journal.
+      (rc == MDB_MAP_FULL ? out.dropped_journal_full : out.dropped_error) = records.size();
       out.error = std::string("cannot reserve sequence numbers durably: ") + mdb_strerror(rc);
       return out;
     }

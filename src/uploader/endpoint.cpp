@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cctype>
 #include <string>
 
@@ -13,25 +14,30 @@ namespace {
 
 // The URL as it may appear in a message: userinfo and query replaced by "***", since
 // either may hold a secret (a password, a ClickHouse "?password="). The userinfo is taken
-// to end at the URL's last '@', not at the first '/', '?' or '#': a password may hold
-// those unescaped (the URL is refused for it, and the message must not show it). An '@'
-// in a path masks more than it must, which costs a message some detail, not a secret.
+// to run to the URL's last '@', not to the first '/', '?' or '#': a password may hold
+// those unescaped (the URL is refused for it, and the message must not show it). The
+// query runs from the first '?' to the end. Where the two overlap (an '@' in the query,
+// a '?' in a password) all after the scheme is masked. Masking too much costs a message
+// some detail, never a secret.
 std::string masked(std::string_view url) {
-  std::string out;
-  auto scheme_end = url.find("://");
-  std::size_t authority_begin = scheme_end == std::string_view::npos ? 0 : scheme_end + 3;
-  auto at = url.rfind('@');
-  if (at != std::string_view::npos && at >= authority_begin) {
-    out.append(url.substr(0, authority_begin)).append("***");
-    out.append(url.substr(at));
-  } else {
-    out.append(url);
-  }
-  auto q = out.find('?');
-  if (q != std::string::npos) {
-    auto hash = out.find('#', q);
-    out.replace(q + 1, (hash == std::string::npos ? out.size() : hash) - q - 1, "***");
-  }
+  // The scheme is kept only if it is one (RFC 3986 characters): a "://" further on
+  // would leave what comes before it unmasked.
+  const auto scheme_end = url.find("://");
+  const bool has_scheme =
+      scheme_end != std::string_view::npos &&
+      std::all_of(url.begin(), url.begin() + scheme_end, [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.';
+      });
+  const std::size_t begin = has_scheme ? scheme_end + 3 : 0;
+  std::size_t userinfo_end = url.rfind('@');
+  if (userinfo_end == std::string_view::npos || userinfo_end < begin) userinfo_end = begin;
+  const auto query = url.find('?');
+  std::string out(url.substr(0, begin));
+  if (query != std::string_view::npos && query < userinfo_end) return out.append("***");
+  if (userinfo_end > begin) out.append("***");
+  const std::size_t rest_end = query == std::string_view::npos ? url.size() : query + 1;
+  out.append(url.substr(userinfo_end, rest_end - userinfo_end));
+  if (query != std::string_view::npos) out.append("***");
   return out;
 }
 
@@ -82,9 +88,11 @@ std::string ParsedEndpoint::authority() const {
 }
 
 bool ParsedEndpoint::is_loopback() const {
-  if (host == "localhost" || host == "::1") return true;
+  if (host == "localhost") return true;
   in_addr a{};
-  return inet_pton(AF_INET, host.c_str(), &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+  if (inet_pton(AF_INET, host.c_str(), &a) == 1) return (ntohl(a.s_addr) >> 24) == 127;
+  in6_addr a6{};
+  return inet_pton(AF_INET6, host.c_str(), &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }
 
 ParsedEndpoint parse_endpoint(std::string_view url, bool allow_plain_http) {

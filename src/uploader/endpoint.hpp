@@ -22,7 +22,8 @@ struct ParsedEndpoint {
 
   bool tls() const { return scheme == "https"; }
   // Whether the host is this machine by its name or address: "localhost", an IPv4
-  // literal in 127.0.0.0/8, or "::1". ("127.x.example" is a name, not loopback.)
+  // literal in 127.0.0.0/8, or the IPv6 loopback (::1, however written). ("127.x.example"
+  // is a name, not loopback.)
   bool is_loopback() const;
   // The Host header: the host (IPv6 in brackets), with ":port" when not the default.
   std::string host_header() const;

@@ -799,12 +799,11 @@ net::awaitable<HttpsClient::Impl::Exchange> HttpsClient::Impl::exchange(
   // close_notify: a stream_truncated where the body ends. (After a close_notify the
   // stream reports eof, which Beast takes as the end itself.) The status line and
   // headers came whole in authenticated TLS records; all a truncation attacker can do is
-  // cut the body short. A 2xx acknowledgement does not depend on its body, so it stands,
-  // its body flagged as possibly truncated (below). Any other status does not: the
-  // uploader reads the reason in its body (ClickHouse's "Code: 60" cut to "Code: 6"
-  // would turn a missing table into rejected data), so it stays a response cut short.
-  bool body_ends_at_close = ec == ssl::error::stream_truncated && header_done &&
-                            parser->need_eof() && parser->get().result_int() / 100 == 2;
+  // cut the body short. A 2xx acknowledgement does not depend on its body, and for
+  // another status the part read is still the server's own text (the uploader's
+  // classify() reads a ClickHouse error code in it only where text follows the code).
+  // So the answer stands, its body flagged as possibly truncated (below).
+  bool body_ends_at_close = ec == ssl::error::stream_truncated && header_done && parser->need_eof();
   // The status and headers were read; only the body's end is missing.
   bool answered = header_done && (ec == http::error::body_limit || body_ends_at_close);
   // Every message read was interim: the final one, if it comes, would be taken as the

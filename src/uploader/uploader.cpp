@@ -50,7 +50,12 @@ bool clickhouse_data_error(std::string_view body) noexcept {
   if (at == std::string_view::npos) return false;
   int code = 0;
   const char* first = body.data() + at + 6;
-  if (std::from_chars(first, body.data() + body.size(), code).ec != std::errc{}) return false;
+  const char* end = body.data() + body.size();
+  const auto [after, ec] = std::from_chars(first, end, code);
+  // Digits that run to the end of the body may be a longer code cut short (a body that
+  // runs to the connection's close, cut without close_notify): "Code: 60" (a missing
+  // table) read as 6 would be taken for bad data. ClickHouse always writes more after it.
+  if (ec != std::errc{} || after == end) return false;
   // CANNOT_PARSE_TEXT 6, CANNOT_PARSE_QUOTED_STRING 26, CANNOT_PARSE_INPUT_ASSERTION_FAILED
   // 27, CANNOT_PARSE_DATE 38, CANNOT_PARSE_DATETIME 41, TYPE_MISMATCH 53,
   // ARGUMENT_OUT_OF_BOUND 69, CANNOT_CONVERT_TYPE 70, CANNOT_PARSE_NUMBER 72,
