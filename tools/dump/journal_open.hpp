@@ -21,7 +21,7 @@ enum ExitCode : int {
   kExitDamaged = 3,        // damaged records found (each reported; the others processed)
   kExitNewerFormat = 4,    // the journal was written by a newer flightlog
   kExitNotDelivered = 5,   // replay: records rejected or given up after max attempts
-  kExitMisconfigured = 6,  // replay: TLS verification, 401/403/404, redirect: nothing more sent
+  kExitMisconfigured = 6,  // replay: TLS verification, 401/403/404..., redirect: nothing more sent
   kExitCannotWrite = 7,    // dump: its output could not be written (full disk, I/O error)
   kExitInterrupted = 130,  // replay: SIGINT or SIGTERM before the end
 };

@@ -221,15 +221,13 @@ int main(int argc, char** argv) {
     std::cerr << kTool << ": " << err << "\n";
     return ft::kExitUsage;
   }
+  int rc = 0;
   if (stats) {
     const bool filtered = !selection_args.priorities.empty() || !selection_args.state.empty() ||
                           !selection_args.since.empty() || !selection_args.until.empty() ||
                           !selection_args.ids.empty() || selection_args.limit != 0;
-    const int rc = run_stats(std::move(journal), sel, filtered, stats_json);
-    return ft::output_failed(kTool) ? ft::kExitCannotWrite : rc;
-  }
-  int rc = 0;
-  if (verify) {
+    rc = run_stats(std::move(journal), sel, filtered, stats_json);
+  } else if (verify) {
     rc = run_verify(*journal, sel);
   } else {
     rc = run_dump(*journal, sel, format, follow, std::chrono::milliseconds(interval_ms));
