@@ -11,12 +11,15 @@
 // the destructor returns within the configured timeouts.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <string>
@@ -64,6 +67,7 @@ void fill_journal(fl::Client& c, const fl::Options& o, std::uint64_t& committed)
   EXPECT_EQ(s.committed_total + s.dropped.journal_full, static_cast<std::uint64_t>(kFirst));
   EXPECT_EQ(other_drops(s.dropped), 0u);
   EXPECT_LE(s.journal_map_bytes, o.journal_max_bytes);
+  EXPECT_EQ(s.last_journal_error, "journal is full at journal_max_bytes (2097152 bytes)");
   committed = s.committed_total;
 }
 
@@ -78,6 +82,16 @@ std::set<std::int64_t> journal_ns(const std::filesystem::path& dir) {
     EXPECT_TRUE(ns.insert(n).second) << "n=" << n << " twice";
   }
   return ns;
+}
+
+// A field of /proc/self/status, in its unit (kB for VmRSS and VmSize).
+long proc_status(const std::string& key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + ":", 0) == 0) return std::stol(line.substr(key.size() + 1));
+  }
+  return -1;
 }
 
 fl::Options small_journal(const std::filesystem::path& dir) {
@@ -129,17 +143,76 @@ TEST(FullDisk, RecoversOnItsOwnOnceSpaceReturns) {
   }
 }
 
-namespace {
-
-// A field of /proc/self/status, in its unit (kB for VmRSS).
-long proc_status(const std::string& key) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(key + ":", 0) == 0) return std::stol(line.substr(key.size() + 1));
+// An address-space limit (ulimit -v, a container's) can refuse the larger map a
+// journal grows into. LMDB unmaps the journal before it maps it again larger, so a
+// failed growth would leave it without a map; the journal maps it again at its old size
+// and goes on as a full journal: what does not fit is dropped and counted, the status
+// says why, and nothing committed is lost. The limit is set in a child process, where it
+// binds alone; the sanitizers reserve terabytes of address space and cannot run under one.
+TEST(FullDisk, AMapThatCannotGrowIsAFullJournal) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the sanitizers' shadow memory does not fit under an address-space limit";
+#endif
+  ft::TempDir tmp;
+  const auto dir = tmp / "journal";
+  const auto report = tmp / "report";
+  fl::Options o = small_journal(dir);
+  o.journal_initial_bytes = std::size_t{32} << 20;
+  o.journal_max_bytes = std::size_t{1} << 30;
+  constexpr std::int64_t kLogged = 120'000;  // ~40 MB of records: more than 32 MiB holds
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int code = 2;
+    try {
+      fl::Client c(o);
+      log_numbered(c, 0, 100);  // threads and buffers exist before the limit
+      // Growing to 64 MiB needs 32 MiB more than the process has; mapping the old 32 MiB
+      // again fits in the room the unmapping gave back. The margins are wide both ways:
+      // the process's own allocations come and go by a few MiB.
+      const rlim_t limit = static_cast<rlim_t>(proc_status("VmSize")) * 1024 + (8u << 20);
+      const rlimit lim{limit, limit};
+      if (::setrlimit(RLIMIT_AS, &lim) != 0) std::_Exit(3);
+      log_numbered(c, 100, kLogged);
+      const auto s = c.get_offline_status();
+      std::ofstream(report) << s.committed_total << ' ' << s.dropped.journal_full << ' '
+                            << other_drops(s.dropped) << ' ' << s.journal_map_bytes << '\n'
+                            << s.last_journal_error << '\n';
+      code = 0;
+    } catch (...) {
+    }
+    std::_Exit(code);
   }
-  return -1;
+  int wstatus = 0;
+  ASSERT_EQ(::waitpid(pid, &wstatus, 0), pid);
+  ASSERT_FALSE(WIFSIGNALED(wstatus)) << "the child died of signal " << WTERMSIG(wstatus);
+  ASSERT_EQ(WEXITSTATUS(wstatus), 0) << "2: an exception, 3: setrlimit failed";
+  std::uint64_t committed = 0, full = 0, other = 0, map_bytes = 0;
+  std::string error;
+  {
+    std::ifstream in(report);
+    in >> committed >> full >> other >> map_bytes;
+    in.ignore();
+    std::getline(in, error);
+  }
+  EXPECT_GT(full, 0u) << "the map grew: the limit did not bind, the test proves nothing";
+  EXPECT_EQ(committed + full, static_cast<std::uint64_t>(kLogged));
+  EXPECT_EQ(other, 0u);
+  EXPECT_EQ(map_bytes, o.journal_initial_bytes);
+  EXPECT_NE(error.find("cannot grow the journal's map from 33554432 to 67108864 bytes"),
+            std::string::npos)
+      << error;
+  EXPECT_EQ(journal_ns(dir).size(), committed);
+
+  // Without the limit, the same journal grows again.
+  fl::Client c(o);
+  log_numbered(c, kLogged, kLogged + 20'000);
+  const auto s = c.get_offline_status();
+  EXPECT_EQ(s.dropped.journal_full, 0u);
+  EXPECT_GT(s.journal_map_bytes, o.journal_initial_bytes);
 }
+
+namespace {
 
 // Accepts TCP connections in the kernel's backlog and never reads or answers.
 class SilentListener {

@@ -87,6 +87,9 @@ struct OfflineStatus {
   std::string journal_id;              // instance id, the prefix of every record id
   std::size_t journal_map_bytes = 0;   // current map size
   std::size_t journal_used_bytes = 0;  // pages in use (data + free list)
+  // Why the journal last dropped records (dropped.journal_full or .journal_error), e.g.
+  // "journal is full at journal_max_bytes (...)"; empty if it never did.
+  std::string last_journal_error;
   DropCounts dropped;
 };
 

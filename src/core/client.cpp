@@ -523,6 +523,7 @@ class alignas(64) Client::Impl {
     s.dropped.closed = hot_.closed.load(std::memory_order_relaxed);
     s.dropped.journal_full = writer_counters_.journal_full.load(std::memory_order_relaxed);
     s.dropped.journal_error = writer_counters_.journal_error.load(std::memory_order_relaxed);
+    s.last_journal_error = writer_counters_.journal_error_text();
     s.dropped.evicted = c.evicted;
     s.dropped.cleaned_up = c.cleaned_up;
     if (uploader_) {

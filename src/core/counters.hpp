@@ -7,6 +7,8 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <mutex>
+#include <string>
 
 namespace flightlog::detail {
 
@@ -27,6 +29,22 @@ struct alignas(64) WriterCounters {
   // up to two batches' worth. Lowered after the journal published the commit's counts,
   // so the status may count a record twice for an instant, never zero times.
   std::atomic<std::uint64_t> in_batches{0};
+
+  // Why the journal last dropped records (journal_full or journal_error); empty if it
+  // never did. Written only when records are dropped, so the mutex costs nothing on
+  // commits that succeed.
+  void set_journal_error(std::string why) {
+    std::lock_guard lock(error_mu_);
+    journal_error_text_ = std::move(why);
+  }
+  std::string journal_error_text() const {
+    std::lock_guard lock(error_mu_);
+    return journal_error_text_;
+  }
+
+ private:
+  mutable std::mutex error_mu_;
+  std::string journal_error_text_;
 };
 
 inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {

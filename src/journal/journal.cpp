@@ -166,6 +166,7 @@ Journal::~Journal() {
 }
 
 void Journal::open_env(unsigned flags, std::size_t initial_map_bytes) {
+  env_flags_ = flags;
   int rc = mdb_env_create(&env_);
   if (rc != 0) throw Error(lmdb_error("cannot create an LMDB environment for", dir_, rc));
   mdb_env_set_maxdbs(env_, 8);
@@ -189,8 +190,8 @@ void Journal::open_databases(bool create) {
   Txn txn;
   int rc = mdb_txn_begin(env_, nullptr, create ? 0 : MDB_RDONLY, txn.out());
   if (rc == MDB_MAP_RESIZED && !create) {
-    mdb_env_set_mapsize(env_, 0);
-    rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, txn.out());
+    rc = mdb_env_set_mapsize(env_, 0);
+    if (rc == 0) rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, txn.out());
   }
   if (rc != 0) throw Error(lmdb_error("cannot begin a transaction on journal", dir_, rc));
 
@@ -344,14 +345,26 @@ void Journal::refresh_counts() {
 }
 
 int Journal::begin_read(MDB_txn** txn) const {
+  if (!lost_.empty()) return MDB_PANIC;
   int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, txn);
   if (rc == MDB_MAP_RESIZED) {
     // Another process grew the map: adopt its size (no txn of ours is open here, as
-    // read-only journals run one scan at a time) and retry.
-    mdb_env_set_mapsize(env_, 0);
+    // read-only journals run one scan at a time) and retry. If the larger map does not
+    // fit (an address-space limit), LMDB has unmapped the file: nothing may read it now.
+    rc = mdb_env_set_mapsize(env_, 0);
+    if (rc != 0) {
+      lost_ = std::string("cannot map the journal at the size its writer grew it to: ") +
+              mdb_strerror(rc);
+      return rc;
+    }
     rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, txn);
   }
   return rc;
+}
+
+int Journal::begin_write(MDB_txn** txn) {
+  if (!lost_.empty()) return MDB_PANIC;
+  return mdb_txn_begin(env_, nullptr, 0, txn);
 }
 
 JournalCounts Journal::counts() const {
@@ -359,13 +372,31 @@ JournalCounts Journal::counts() const {
   return counts_;
 }
 
-void Journal::grow_map_locked() {
+std::string Journal::grow_map_locked() {
   MDB_envinfo info{};
   mdb_env_info(env_, &info);
   const std::size_t next = std::min(max_map_bytes_, info.me_mapsize * 2);
   std::unique_lock lock(resize_mu_);
-  mdb_env_set_mapsize(env_, next);
+  const int rc = mdb_env_set_mapsize(env_, next);
   crash_point(CrashPoint::MapGrowth);
+  if (rc == 0) return {};
+  std::string why = "cannot grow the journal's map from " + std::to_string(info.me_mapsize) +
+                    " to " + std::to_string(next) + " bytes: " + mdb_strerror(rc);
+  // LMDB unmapped the file before it failed to map it larger: no transaction may begin
+  // on the environment now. Open it again at the size it had; the unmapping just gave
+  // that much address space back.
+  mdb_env_close(env_);
+  env_ = nullptr;
+  try {
+    open_env(env_flags_, info.me_mapsize);
+    open_databases(/*create=*/false);
+  } catch (const Error& e) {
+    if (env_ != nullptr) mdb_env_close(env_);
+    env_ = nullptr;
+    lost_ = why + "; then " + e.what() + " (restart the process to reopen it)";
+    return lost_;
+  }
+  return why;
 }
 
 // A full journal (the map at journal_max_bytes) must take records again as soon as
@@ -436,7 +467,7 @@ bool Journal::over_record_budget(MDB_txn* txn) const {
 
 int Journal::touch_meta() {
   Txn txn;
-  int rc = mdb_txn_begin(env_, nullptr, 0, txn.out());
+  int rc = begin_write(txn.out());
   if (rc != 0) return rc;
   unsigned char next[8];
   be64(next_seq_, next);
@@ -462,10 +493,12 @@ CommitOutcome Journal::commit_whole(std::span<const std::byte> arena,
   }
   for (;;) {
     Txn txn;
-    int rc = mdb_txn_begin(env_, nullptr, 0, txn.out());
+    int rc = begin_write(txn.out());
     if (rc != 0) {
       out.dropped_error = records.size();
-      out.error = std::string("cannot begin a write transaction: ") + mdb_strerror(rc);
+      out.error = !lost_.empty()
+                      ? lost_
+                      : std::string("cannot begin a write transaction: ") + mdb_strerror(rc);
       return out;
     }
     std::uint64_t seq = next_seq_;
@@ -536,13 +569,17 @@ CommitOutcome Journal::commit_whole(std::span<const std::byte> arena,
     if (rc == MDB_MAP_FULL) {
       MDB_envinfo info{};
       mdb_env_info(env_, &info);
-      if (info.me_mapsize < max_map_bytes_) {
-        grow_map_locked();
-        continue;  // retry the whole batch in the larger map
-      }
-      out.dropped_journal_full = records.size();
-      out.error =
+      std::string full =
           "journal is full at journal_max_bytes (" + std::to_string(max_map_bytes_) + " bytes)";
+      if (info.me_mapsize < max_map_bytes_) {
+        full = grow_map_locked();
+        if (full.empty()) continue;  // retry the whole batch in the larger map
+      }
+      // At the limit, or below it with a map that cannot grow now (an address-space
+      // limit): a full journal either way, until deletions or a later growth make room.
+      // A journal lost in the attempt is an error instead.
+      (lost_.empty() ? out.dropped_journal_full : out.dropped_error) = records.size();
+      out.error = std::move(full);
       return out;
     }
     out.dropped_error = records.size();
@@ -561,7 +598,7 @@ std::size_t Journal::cleanup_before(std::int64_t cutoff_ns) {
     bool more = true;
     while (more) {
       Txn txn;
-      if (mdb_txn_begin(env_, nullptr, 0, txn.out()) != 0) return removed;
+      if (begin_write(txn.out()) != 0) return removed;
       std::size_t deleted = 0;
       std::uint64_t next_resume = resume;
       int rc = 0;
@@ -641,7 +678,7 @@ int Journal::reserve_seqs(std::uint64_t bound) {
 int Journal::write_txn(const std::function<int(MDB_txn*)>& body) {
   for (;;) {
     Txn txn;
-    int rc = mdb_txn_begin(env_, nullptr, 0, txn.out());
+    int rc = begin_write(txn.out());
     if (rc != 0) return rc;
     rc = body(txn.get());
     if (rc == 0) {
@@ -657,8 +694,7 @@ int Journal::write_txn(const std::function<int(MDB_txn*)>& body) {
     if (rc != MDB_MAP_FULL) return rc;
     MDB_envinfo info{};
     mdb_env_info(env_, &info);
-    if (info.me_mapsize >= max_map_bytes_) return rc;
-    grow_map_locked();
+    if (info.me_mapsize >= max_map_bytes_ || !grow_map_locked().empty()) return rc;
   }
 }
 
@@ -837,7 +873,7 @@ std::size_t Journal::requeue_failed(std::optional<Priority> only) {
 }
 
 void Journal::sync_to_device() {
-  mdb_env_sync(env_, 1);
+  if (env_ != nullptr) mdb_env_sync(env_, 1);
 }
 
 std::uint64_t Journal::scan(RecordSet set, std::uint64_t from_seq, std::size_t limit,

@@ -164,7 +164,15 @@ class Journal {
   void open_env(unsigned flags, std::size_t initial_map_bytes);
   void open_databases(bool create);
   void load_meta(bool create);
-  void grow_map_locked();
+  // Doubles the map, up to max_map_bytes. Returns "" or why it could not: an mmap
+  // refused by an address-space limit (ulimit -v, a container's). The map then keeps its
+  // size and the journal goes on as a full one; growth is tried again when a later
+  // transaction needs it. LMDB unmaps the file before it maps it larger, so after a
+  // failure the environment is closed and opened again at its old size; should even that
+  // fail, the journal is lost for this process (lost_): every transaction fails with
+  // MDB_PANIC and the reason, nothing already committed is touched, and reopening it in
+  // a new process works.
+  std::string grow_map_locked();
   // commit() in one transaction (growing the map as needed), or not at all.
   CommitOutcome commit_whole(std::span<const std::byte> arena,
                              std::span<const PendingRecord> records, std::size_t max_queued);
@@ -176,7 +184,8 @@ class Journal {
   // Commits a no-op write (next_seq rewritten), so pages freed by the last transaction
   // become reusable. Returns an LMDB code.
   int touch_meta();
-  int begin_read(MDB_txn** txn) const;  // 0 or the LMDB error
+  int begin_read(MDB_txn** txn) const;  // 0 or the LMDB error (MDB_PANIC once lost_)
+  int begin_write(MDB_txn** txn);       // 0 or the LMDB error (MDB_PANIC once lost_)
   // The counts as `txn` sees them. A write transaction's counts are published only
   // after it commits, so the status never runs ahead of what readers can see.
   JournalCounts count_in(MDB_txn* txn) const;
@@ -206,7 +215,12 @@ class Journal {
 
   std::filesystem::path dir_;
   std::unique_ptr<DirLock> lock_;
-  MDB_env* env_ = nullptr;
+  MDB_env* env_ = nullptr;  // nullptr if lost_ and reopening failed
+  unsigned env_flags_ = 0;  // as opened: growth reopens with them
+  // Why the environment cannot be used any more (it has no map), or empty. Set by the
+  // write side after a failed growth, or by a read-only journal that cannot map the
+  // size another process grew the file to.
+  mutable std::string lost_;
   bool read_only_ = false;
   std::size_t max_map_bytes_ = 0;
   std::array<MDB_dbi, kRecordSets> dbi_{};

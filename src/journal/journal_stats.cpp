@@ -24,9 +24,9 @@ std::string read_journal_space(const std::filesystem::path& dir, JournalSpace& o
   MDB_txn* txn = nullptr;
   if (rc == 0) {
     rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
-    if (rc == MDB_MAP_RESIZED) {  // a writer grew the map since we opened it
-      mdb_env_set_mapsize(env, 0);
-      rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
+    if (rc == MDB_MAP_RESIZED) {         // a writer grew the map since we opened it
+      rc = mdb_env_set_mapsize(env, 0);  // if it fails, the env has no map: do not use it
+      if (rc == 0) rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
     }
   }
   if (rc != 0) {

@@ -383,6 +383,7 @@ void Writer::commit(Batch& batch) {
   if (out.committed > 0) bump(counters_.commits);
   bump(counters_.journal_full, out.dropped_journal_full);
   bump(counters_.journal_error, out.dropped_error);
+  if (!out.error.empty()) counters_.set_journal_error(out.error);
   // Every record of the batch is now committed or counted as dropped.
   counters_.in_batches.fetch_sub(batch.records.size(), std::memory_order_relaxed);
 }
