@@ -7,9 +7,33 @@
 # A preset's build goes to build/<preset>. Any test failure, and any sanitizer report
 # (each one ends its process with an error: see the test presets in CMakePresets.json),
 # fails the run. Prints the wall time of each build and each suite.
+#
+# The integration tests (tests/clickhouse_test.cpp, tests/demo_test.cpp) ship to a real
+# ClickHouse server. Unless FLIGHTLOG_CLICKHOUSE_DIR names one already running (see
+# scripts/clickhouse-test-server.sh), a throwaway server (loopback, HTTPS, certificate
+# made at run time) runs for the length of this script and is stopped however it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+
+if [ -z "${FLIGHTLOG_CLICKHOUSE_DIR:-}" ]; then
+  ch_dir=$(mktemp -d "${TMPDIR:-/tmp}/flightlog-clickhouse.XXXXXX")
+  cleanup() {
+    local status=$?
+    if [ "$status" -ne 0 ] && [ -s "$ch_dir/log/clickhouse-server.err.log" ]; then
+      echo "--- last lines of the ClickHouse server's error log:"
+      tail -n 40 "$ch_dir/log/clickhouse-server.err.log" || true
+    fi
+    bash scripts/clickhouse-test-server.sh stop "$ch_dir" || true
+    rm -rf "$ch_dir"
+    exit "$status"
+  }
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  bash scripts/clickhouse-test-server.sh start "$ch_dir"
+  export FLIGHTLOG_CLICKHOUSE_DIR="$ch_dir"
+fi
 presets=(release "$@")
 for preset in "$@"; do
   case "$preset" in

@@ -2,8 +2,9 @@
 // ships W2 records over HTTPS into a ReplacingMergeTree, through a server restart, and
 // SQL shows that every id arrived, intact.
 //
-// Needs a server started by scripts/clickhouse-test-server.sh; .ci/run starts one and
-// exports FLIGHTLOG_CLICKHOUSE_DIR (its directory: ports.env, server.crt, password).
+// Needs a server started by scripts/clickhouse-test-server.sh; scripts/test.sh (the
+// README's test command, and so .ci/run) starts one and exports FLIGHTLOG_CLICKHOUSE_DIR
+// (its directory: ports.env, server.crt, password).
 // Without that variable every test here is skipped, so a plain ctest still passes:
 //   scripts/clickhouse-test-server.sh start /tmp/ch
 //   FLIGHTLOG_CLICKHOUSE_DIR=/tmp/ch ctest --preset release -R ClickHouse
@@ -168,7 +169,7 @@ class ClickHouseTest : public ::testing::Test {
     if (dir == nullptr || *dir == '\0') {
       GTEST_SKIP() << "FLIGHTLOG_CLICKHOUSE_DIR is not set: no ClickHouse server to test "
                       "against. Start one with `scripts/clickhouse-test-server.sh start DIR` "
-                      "and set FLIGHTLOG_CLICKHOUSE_DIR=DIR (.ci/run does both).";
+                      "and set FLIGHTLOG_CLICKHOUSE_DIR=DIR (scripts/test.sh does both).";
     }
     // Set but unusable is a failure, not a skip: CI must not pass by skipping.
     const std::string why = load_server(dir, server_);

@@ -342,7 +342,12 @@ TEST(Dump, ReadsAJournalWhileAClientWritesIt) {
 
   std::size_t previous = 0;
   for (int run = 0; run < 5; ++run) {
-    while (logged.load() < (run + 1) * fl::test::scaled(2000)) std::this_thread::sleep_for(1ms);
+    const auto deadline = std::chrono::steady_clock::now() + 120s;
+    while (logged.load() < (run + 1) * fl::test::scaled(2000) &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(1ms);
+    }
+    ASSERT_GE(logged.load(), (run + 1) * fl::test::scaled(2000)) << "the logging thread stalled";
     const auto res = run_dump(dir, {"--chunk", "97"});
     ASSERT_EQ(res.exit_code, 0) << res.err;
     const auto lines = parse_all(res.out, journal_id);

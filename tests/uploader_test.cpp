@@ -385,8 +385,13 @@ TEST_F(UploaderTest, RetryAfterIsHonoured) {
   fl::Client c(o);
   log_numbered(c, 0, 5);
   ASSERT_TRUE(rx.wait_for_requests(1, 5000ms));
-  std::this_thread::sleep_for(100ms);
-  const auto st = c.get_offline_status();
+  // The backoff is set once the uploader has read the answer and counted the attempt.
+  auto st = c.get_offline_status();
+  for (const auto deadline = std::chrono::steady_clock::now() + 2s;
+       st.current_backoff == 0ms && std::chrono::steady_clock::now() < deadline;
+       st = c.get_offline_status()) {
+    std::this_thread::sleep_for(5ms);
+  }
   EXPECT_GT(st.current_backoff, 2000ms);  // at least Retry-After, minus what has passed
   EXPECT_LE(st.current_backoff, 3000ms);
   EXPECT_EQ(rx.request_count(), 1u);  // nothing before the server's time

@@ -133,11 +133,12 @@ struct Options {
   std::uint16_t max_attempts = 3;
 
   // Full-jitter exponential backoff: wait uniform(0, min(cap, base * 2^n)) after the
-  // n-th consecutive failure; `Retry-After` is honoured as a lower bound. The backoff
-  // holds automatic passes back; it does not bring them forward: the next one starts at
-  // the later of its end and the next `offline_sync_interval` (or once a full batch
-  // waits). So with the defaults a record's 3 attempts span about two intervals, and a
-  // short outage does not use them up. sync_offline_queue() does not wait for it.
+  // n-th consecutive failure; `Retry-After` is honoured as a lower bound (up to 1 hour:
+  // a longer one is taken as 1 hour). The backoff holds automatic passes back; it does
+  // not bring them forward: the next one starts at the later of its end and the next
+  // `offline_sync_interval` (or once a full batch waits). So with the defaults a
+  // record's 3 attempts span about two intervals, and a short outage does not use them
+  // up. sync_offline_queue() does not wait for it.
   std::chrono::milliseconds backoff_base{1000};
   std::chrono::milliseconds backoff_cap{300000};
 
