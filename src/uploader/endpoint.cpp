@@ -12,6 +12,15 @@ namespace flightlog::detail {
 
 namespace {
 
+// RFC 3986's scheme characters. What comes before a "://" is shown in messages only if
+// it passes: otherwise it may be a host, userinfo or query of a URL without a scheme,
+// with a URL inside its query ("h/?password=s3cret&next=https://...").
+bool is_scheme(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.';
+  });
+}
+
 // The URL as it may appear in a message: userinfo and query replaced by "***", since
 // either may hold a secret (a password, a ClickHouse "?password="). The userinfo is taken
 // to run to the URL's last '@', not to the first '/', '?' or '#': a password may hold
@@ -20,14 +29,11 @@ namespace {
 // a '?' in a password) all after the scheme is masked. Masking too much costs a message
 // some detail, never a secret.
 std::string masked(std::string_view url) {
-  // The scheme is kept only if it is one (RFC 3986 characters): a "://" further on
-  // would leave what comes before it unmasked.
+  // The scheme is kept only if it is one: a "://" further on would leave what comes
+  // before it unmasked.
   const auto scheme_end = url.find("://");
   const bool has_scheme =
-      scheme_end != std::string_view::npos &&
-      std::all_of(url.begin(), url.begin() + scheme_end, [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.';
-      });
+      scheme_end != std::string_view::npos && is_scheme(url.substr(0, scheme_end));
   const std::size_t begin = has_scheme ? scheme_end + 3 : 0;
   std::size_t userinfo_end = url.rfind('@');
   if (userinfo_end == std::string_view::npos || userinfo_end < begin) userinfo_end = begin;
@@ -111,7 +117,7 @@ ParsedEndpoint parse_endpoint(std::string_view url, bool allow_plain_http) {
 
   ParsedEndpoint ep;
   auto scheme_end = url.find("://");
-  if (scheme_end == std::string_view::npos || scheme_end == 0) {
+  if (scheme_end == std::string_view::npos || !is_scheme(url.substr(0, scheme_end))) {
     refuse(url, "has no scheme; write it as https://host[:port]/path");
   }
   ep.scheme = lower(url.substr(0, scheme_end));
