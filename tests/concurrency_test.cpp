@@ -10,6 +10,7 @@
 #include <barrier>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -203,6 +204,55 @@ TEST(Concurrency, ThreadsThatExitMakeRoomForNewOnes) {
               static_cast<std::uint64_t>(kRounds * kAtOnce * kPerThread));
   }
   expect_every_record_once(dir, kRounds * kAtOnce, kPerThread);
+}
+
+// Runs `on_exit` from its destructor, when the thread that touched it exits: a
+// program's own thread_local, made before the thread first logs, whose destructor logs.
+struct LogsOnThreadExit {
+  std::function<void()> on_exit;
+  ~LogsOnThreadExit() {
+    if (on_exit) on_exit();
+  }
+};
+thread_local LogsOnThreadExit t_logs_on_exit;
+
+// A thread's producers are its own until it has exited: a thread_local destructor that
+// logs, after flightlog's first call on that thread, still logs through them (into a
+// client it has logged to, and into one it has not), and a new thread cannot take them
+// meanwhile.
+TEST(Concurrency, ThreadLocalDestructorsThatLogKeepTheirThreadsProducer) {
+  fl::test::TempDir tmp;
+  auto o = fl::test::blocking_options(tmp / "a");
+  o.max_producer_threads = 1;
+  fl::Client a(o);
+  fl::Client b(fl::test::blocking_options(tmp / "b"));
+  std::atomic<bool> exiting{false}, other_tried{false};
+  std::vector<fl::LogResult> results;  // of the exiting thread, read after it is joined
+  std::thread t([&] {
+    t_logs_on_exit.on_exit = [&] {
+      results.push_back(a.log_event("exit", {{"n", 1}}));
+      results.push_back(b.log_event("exit", {{"n", 2}}));
+      exiting = true;
+      while (!other_tried) std::this_thread::yield();
+      results.push_back(a.log_event("exit", {{"n", 3}}));
+    };
+    results.push_back(a.log_event("first", {{"n", 0}}));
+  });
+  while (!exiting) std::this_thread::yield();
+  fl::LogResult other = fl::LogResult::Ok;
+  std::thread([&] { other = a.log_event("other", {{"n", 4}}); }).join();
+  other_tried = true;
+  t.join();
+  EXPECT_EQ(other, fl::LogResult::Invalid) << "another thread took a producer still in use";
+  ASSERT_EQ(results.size(), 4u);
+  for (auto r : results) EXPECT_EQ(r, fl::LogResult::Ok) << fl::to_string(r);
+  // Once it has exited, its producer is free for the next thread.
+  std::thread([&] { EXPECT_EQ(a.log_event("after", {{"n", 5}}), fl::LogResult::Ok); }).join();
+  a.flush();
+  b.flush();
+  EXPECT_EQ(a.get_offline_status().committed_total, 4u);
+  EXPECT_EQ(b.get_offline_status().committed_total, 1u);
+  EXPECT_EQ(a.get_offline_status().dropped.invalid, 1u);
 }
 
 TEST(Concurrency, ConcurrentFlushesEachWaitForWhatPrecededThem) {

@@ -27,7 +27,7 @@ enum class LogResult : std::uint8_t {
   TooLarge,   // rejected: larger than Options::max_record_bytes
   Invalid,    // rejected: value count does not match the schema, a name over 255 bytes,
               // a schema of another client, or more threads than max_producer_threads
-  Closed,     // rejected: the client is shutting down
+  Closed,     // rejected: the client's destructor has begun (a call racing it; see ~Client)
 };
 
 // "ok", "queue_full", "too_large", "invalid", "closed".
@@ -105,8 +105,12 @@ class Client {
   // unknown format version, or a directory already owned by another Client.
   explicit Client(Options options);
 
-  // Commits everything logged before it, then stops the writer. Records logged
-  // concurrently with the destructor may be refused with LogResult::Closed.
+  // Commits everything logged before it, then stops the writer. As with any object,
+  // every call on this Client must have returned before its destructor begins: stop the
+  // threads that log to it, or make them stop using it, first. A call that races with
+  // the destructor anyway is undefined behaviour (a thread blocked on a full CRITICAL
+  // queue would use freed memory); most such calls see LogResult::Closed, a diagnosis,
+  // not a guarantee.
   ~Client();
 
   Client(const Client&) = delete;

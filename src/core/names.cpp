@@ -26,7 +26,9 @@ std::optional<Priority> parse_priority(std::string_view text) noexcept {
     if (name.size() != text.size()) continue;
     bool same = true;
     for (std::size_t i = 0; i < name.size() && same; ++i) {
-      same = std::toupper(static_cast<unsigned char>(text[i])) == name[i];
+      // ASCII only: std::toupper follows the process's locale, where 'i' may not be 'I'.
+      const char c = text[i];
+      same = (c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c) == name[i];
     }
     if (same) return p;
   }

@@ -1,5 +1,8 @@
 #include "hot_path/producers.hpp"
 
+#include <pthread.h>
+
+#include <algorithm>
 #include <unordered_set>
 #include <utility>
 
@@ -17,19 +20,58 @@ std::unordered_set<std::uint64_t>& live_registries() {
   return *set;
 }
 
-// Every registration of this thread, with a destructor that releases them at thread
-// exit. Only touched on the slow path.
+// Every registration of a thread: which producer it holds in which registry. Only
+// touched on the slow path.
+//
+// Why it hangs off a pthread key and not a thread_local object: C++ destroys a thread's
+// thread_local objects in the reverse order of their construction, and this list is made
+// on the thread's first log call. A thread_local of the program made before it (say, a
+// guard that logs "thread exiting" from its destructor) would be destroyed after it and
+// log into a list already gone (a use after free), or through producers already marked
+// free and handed to another thread (two threads on one moodycamel producer, which loses
+// records). glibc runs pthread key destructors after all thread_local destructors, and
+// runs one again if a later key destructor logs and so registers anew. On the main
+// thread, exit() runs no key destructors: its list stays, for static destructors that
+// log, and the process ends.
 struct ThreadRegistrations {
   std::vector<std::pair<std::uint64_t, Producer*>> entries;
-  ~ThreadRegistrations() {
+};
+
+// The key destructor: frees the exiting thread's producers for new threads, provided
+// their registry still lives, then makes the thread forget them, so that a call it makes
+// later still (from another key's destructor) registers anew instead of using a freed
+// producer.
+void release_thread(void* registrations) {
+  auto* regs = static_cast<ThreadRegistrations*>(registrations);
+  {
     std::lock_guard lock(g_live_mu);
     auto& live = live_registries();
-    for (auto& [owner, producer] : entries) {
+    for (auto& [owner, producer] : regs->entries) {
       if (live.count(owner) != 0) producer->in_use.store(false, std::memory_order_release);
     }
   }
-};
-thread_local ThreadRegistrations t_registrations;
+  delete regs;
+  ProducerRegistry::forget_thread();
+}
+
+// The calling thread's registrations, made on first use; nullptr if they cannot be made.
+ThreadRegistrations* thread_registrations() {
+  static const auto key = [] {
+    std::optional<pthread_key_t> k{pthread_key_t{}};
+    if (pthread_key_create(&*k, release_thread) != 0) k.reset();
+    return k;
+  }();
+  if (!key) return nullptr;
+  auto* regs = static_cast<ThreadRegistrations*>(pthread_getspecific(*key));
+  if (regs == nullptr) {
+    regs = new ThreadRegistrations();
+    if (pthread_setspecific(*key, regs) != 0) {
+      delete regs;
+      return nullptr;
+    }
+  }
+  return regs;
+}
 
 }  // namespace
 
@@ -44,6 +86,11 @@ struct TokenAccess : ProducerToken {
   static constexpr auto kProducer = &TokenAccess::producer;
 };
 }  // namespace
+
+void ProducerRegistry::forget_thread() noexcept {
+  for (auto& e : t_cache_) e = CacheEntry{};
+  set_queue_state(nullptr);
+}
 
 void ProducerRegistry::set_queue_state(const Producer* producer) noexcept {
   for (std::size_t p = 0; p < 4; ++p) {
@@ -92,11 +139,20 @@ ProducerRegistry::~ProducerRegistry() {
 
 Producer* ProducerRegistry::local_slow() noexcept {
   try {
+    ThreadRegistrations* regs = thread_registrations();
+    if (regs == nullptr) return nullptr;
     Producer* found = nullptr;
-    for (auto& [owner, producer] : t_registrations.entries) {
+    for (auto& [owner, producer] : regs->entries) {
       if (owner == id_) found = producer;
     }
     if (found == nullptr) {
+      {
+        // Drop the entries of registries since destroyed: a long-lived thread that logs
+        // to one short-lived Client after another keeps a list as long as those alive.
+        std::lock_guard lock(g_live_mu);
+        const auto& live = live_registries();
+        std::erase_if(regs->entries, [&](const auto& e) { return live.count(e.first) == 0; });
+      }
       std::lock_guard lock(mu_);
       // Reuse the producer of a thread that has exited: its tokens are idle.
       for (auto& p : owned_) {
@@ -116,7 +172,7 @@ Producer* ProducerRegistry::local_slow() noexcept {
         slots_[n].store(found, std::memory_order_release);
         count_.store(n + 1, std::memory_order_release);
       }
-      t_registrations.entries.emplace_back(id_, found);
+      regs->entries.emplace_back(id_, found);
     }
     // Move into the fast cache, evicting the oldest entry (it stays registered).
     for (std::size_t i = kCacheEntries - 1; i > 0; --i) t_cache_[i] = t_cache_[i - 1];

@@ -7,9 +7,10 @@
 // producer. It is also the fastest dequeue moodycamel offers.
 //
 // Lifetime: a Client owns its producers; a thread caches raw pointers to them in a
-// thread_local table keyed by the client's never-reused id. When a thread exits, its
-// producers are marked free for the next new thread, provided the client still lives
-// (checked under a global mutex the client's destructor also takes).
+// thread_local table keyed by the client's never-reused id. When a thread exits, after
+// its thread_local destructors (which may still log), its producers are marked free for
+// the next new thread, provided the client still lives (checked under a global mutex the
+// client's destructor also takes).
 #pragma once
 
 #include <array>
@@ -107,6 +108,11 @@ class ProducerRegistry {
   [[gnu::always_inline]] static std::uintptr_t queue_state_hint(std::size_t priority) noexcept {
     return t_queue_state_[priority & 3];
   }
+
+  // Empties the calling thread's cache and hints, so its next call looks its producer
+  // up again (local_slow). For the thread-exit hook, once the thread's producers are
+  // freed.
+  static void forget_thread() noexcept;
 
   // Finds or registers the calling thread's producer and caches it: allocates on a
   // thread's first call, takes the registration mutex. nullptr when max_producers
