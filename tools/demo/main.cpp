@@ -190,6 +190,7 @@ int run(const DemoConfig& cfg) {
   RunTotals totals = sum_totals(workload.tallies());
   totals.seconds = workload.elapsed().count();
   totals.first_seq = first_seq;
+  totals.initial_status = initial;
   display.event(format("%5.1fs logging done: ", totals.seconds) + grouped(totals.calls) +
                 " calls; waiting for the journal to drain");
   bring_receiver_up();  // when interrupted before it came up

@@ -81,10 +81,16 @@ int print_totals_and_check(const RunTotals& t, std::uint64_t arrived_unique,
                            bool drained) {
   const OfflineStatus& s = t.final_status;
   const DropCounts& d = s.dropped;
+  const DropCounts& d0 = t.initial_status.dropped;
   const std::uint64_t accepted = sum(t.accepted);
   const std::uint64_t refused = t.calls - accepted;
   const std::uint64_t lost_before_commit = d.journal_full + d.journal_error;
-  const std::uint64_t removed = sum(d.evicted) + d.cleaned_up;
+  // The persistent counts and the failed set as of this run (see RunTotals).
+  const std::uint64_t evicted = sum(d.evicted) - std::min(sum(d0.evicted), sum(d.evicted));
+  const std::uint64_t cleaned_up = d.cleaned_up - std::min(d0.cleaned_up, d.cleaned_up);
+  const std::uint64_t removed = evicted + cleaned_up;
+  const std::uint64_t failed =
+      s.failed_count - std::min<std::uint64_t>(t.initial_status.failed_count, s.failed_count);
   const std::uint64_t should_arrive = s.committed_total - std::min(removed, s.committed_total);
 
   std::printf("\ntotals\n");
@@ -109,10 +115,10 @@ int print_totals_and_check(const RunTotals& t, std::uint64_t arrived_unique,
              grouped(d.journal_error).c_str()));
   row("committed (acknowledged)", s.committed_total);
   row("removed from the journal", removed,
-      format("evicted (queue over its maximum) %s, cleaned up %s", grouped(sum(d.evicted)).c_str(),
-             grouped(d.cleaned_up).c_str()));
+      format("evicted (queue over its maximum) %s, cleaned up %s", grouped(evicted).c_str(),
+             grouped(cleaned_up).c_str()));
   row("delivered (synced)", s.synced_total);
-  row("failed (in the failed set)", s.failed_count,
+  row("failed (moved to the failed set)", failed,
       s.last_error.empty() ? std::string() : "last error: " + s.last_error);
   row("possibly duplicated", s.possibly_duplicated, "sent in requests whose fate was unknown");
   row("still queued", s.queue_size);
@@ -125,9 +131,7 @@ int print_totals_and_check(const RunTotals& t, std::uint64_t arrived_unique,
         "%s accepted records were neither committed nor counted as dropped",
         grouped(accepted - std::min(accepted, s.committed_total + lost_before_commit)).c_str()));
   }
-  if (s.failed_count > 0) {
-    problems.push_back(grouped(s.failed_count) + " records moved to the failed set");
-  }
+  if (failed > 0) problems.push_back(grouped(failed) + " records moved to the failed set");
   if (!drained) problems.push_back(grouped(s.queue_size) + " records still queued at the end");
   if (arrived_unique != should_arrive) {
     problems.push_back(format("%s of %s acknowledged records arrived",

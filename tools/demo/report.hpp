@@ -30,7 +30,11 @@ struct RunTotals {
   std::array<std::uint64_t, 5> by_result{};              // indexed by LogResult
   std::array<std::uint64_t, kPriorityCount> accepted{};  // Ok, by priority
   double seconds = 0;                                    // of logging
-  OfflineStatus final_status;                            // after the drain
+  // Before the first call and after the drain. A reused --dir journal starts with the
+  // evictions, cleanups and failed records of earlier runs: only the difference is this
+  // run's.
+  OfflineStatus initial_status;
+  OfflineStatus final_status;
   std::uint64_t first_seq = 0;  // the first sequence this run's records got
 };
 
