@@ -15,6 +15,7 @@
 #include <fstream>
 #include <random>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -586,6 +587,46 @@ TEST(JournalMap, FullJournalDropsAndCountsButKeepsWhatWasCommitted) {
   c.flush();
   EXPECT_EQ(c.get_offline_status().queue_size, 1u);
   EXPECT_EQ(c.get_offline_status().dropped.journal_full, 0u);  // counted since start
+}
+
+// commit() stores what fits of a batch in a full journal; commit_all() stores all of it
+// or nothing.
+TEST(JournalMap, CommitAllStoresTheWholeBatchOrNothing) {
+  fl::test::TempDir tmp;
+  std::vector<std::byte> arena;
+  std::vector<fd::PendingRecord> batch;
+  const std::string payload(1000, 'q');
+  for (int i = 0; i < 2000; ++i) {  // ~2 MB: does not fit in 1 MiB
+    const auto rec = fl::test::encode_record(fd::kKindPrediction, fl::Priority::Normal, 1, {},
+                                             {{"n", i}, {"s", payload}}, {});
+    batch.push_back({fl::Priority::Normal, static_cast<std::uint32_t>(arena.size()),
+                     static_cast<std::uint32_t>(rec.size())});
+    arena.insert(arena.end(), rec.begin(), rec.end());
+  }
+  auto config = config_for(tmp / "some");
+  config.max_map_bytes = config.initial_map_bytes;  // no room to grow
+  std::size_t some = 0;
+  {
+    auto j = fd::Journal::open_for_writing(config);
+    const auto out = j->commit(arena, batch, 0);
+    some = out.committed;
+    EXPECT_GT(some, 0u);
+    EXPECT_EQ(out.committed + out.dropped_journal_full, batch.size());
+  }
+  EXPECT_EQ(read_journal(tmp / "some").size(), some);
+
+  config.dir = tmp / "none";
+  {
+    auto j = fd::Journal::open_for_writing(config);
+    const auto out = j->commit_all(arena, batch, 0);
+    EXPECT_EQ(out.committed, 0u);
+    EXPECT_EQ(out.dropped_journal_full, batch.size());
+    EXPECT_NE(out.error.find("journal is full"), std::string::npos) << out.error;
+    // What fits whole is stored whole.
+    const auto fits = j->commit_all(arena, std::span(batch).first(some / 2), 0);
+    EXPECT_EQ(fits.committed, some / 2);
+  }
+  EXPECT_EQ(read_journal(tmp / "none").size(), some / 2);
 }
 
 // ---- offline_max_queue_size -----------------------------------------------------------

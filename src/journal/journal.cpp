@@ -411,13 +411,16 @@ std::string Journal::grow_map_locked() {
 // have fit on its own).
 CommitOutcome Journal::commit(std::span<const std::byte> arena,
                               std::span<const PendingRecord> records, std::size_t max_queued) {
-  CommitOutcome out = commit_whole(arena, records, max_queued);
+  CommitOutcome out = commit_all(arena, records, max_queued);
   if (out.dropped_journal_full == 0) return out;
-  if (touch_meta() == 0) {
-    out = commit_whole(arena, records, max_queued);
-    if (out.dropped_journal_full == 0) return out;
-  }
   return commit_what_fits(arena, records, max_queued);
+}
+
+CommitOutcome Journal::commit_all(std::span<const std::byte> arena,
+                                  std::span<const PendingRecord> records, std::size_t max_queued) {
+  CommitOutcome out = commit_whole(arena, records, max_queued);
+  if (out.dropped_journal_full == 0 || touch_meta() != 0) return out;
+  return commit_whole(arena, records, max_queued);
 }
 
 CommitOutcome Journal::commit_what_fits(std::span<const std::byte> arena,

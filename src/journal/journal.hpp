@@ -118,6 +118,12 @@ class Journal {
   CommitOutcome commit(std::span<const std::byte> arena, std::span<const PendingRecord> records,
                        std::size_t max_queued);
 
+  // Write side. As commit(), but all or nothing: a batch that does not fit whole is
+  // dropped whole. For callers that must say exactly which records were stored
+  // (flightlog-replay --to-journal numbers its copies by their place in the selection).
+  CommitOutcome commit_all(std::span<const std::byte> arena, std::span<const PendingRecord> records,
+                           std::size_t max_queued);
+
   // Write side. Deletes queued and failed records stamped before `cutoff_ns`, in
   // transactions of bounded size. Returns how many. Records too damaged to read a
   // timestamp from are kept (the dump reports them).

@@ -18,7 +18,8 @@ bool Copier::commit() {
   if (failed_) return false;
   if (pending_.empty()) return true;
   const std::uint64_t first = target_.counts().next_seq;
-  const fd::CommitOutcome out = target_.commit(arena_, pending_, /*max_queued=*/0);
+  // All or nothing: a part stored would break the numbering of the copies (see copy.hpp).
+  const fd::CommitOutcome out = target_.commit_all(arena_, pending_, /*max_queued=*/0);
   if (out.committed == pending_.size()) {
     if (summary_.copied == 0) summary_.first_seq = first;
     summary_.copied += out.committed;

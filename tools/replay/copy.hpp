@@ -36,8 +36,9 @@ class Copier {
 
   // Stages one record (call inside a scan: it copies the bytes).
   void add(std::span<const std::byte> bytes, Priority priority);
-  // Commits what is staged, in one write transaction. Call between read transactions.
-  // Returns false once a commit has failed (the rest is not copied).
+  // Commits what is staged, in one write transaction, all of it or none (a full target
+  // journal stores none of it). Call between read transactions. Returns false once a
+  // commit has failed (the rest is not copied).
   bool commit();
   const CopySummary& summary() const { return summary_; }
 
