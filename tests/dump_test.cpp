@@ -22,6 +22,8 @@
 #include "flightlog/flightlog.hpp"
 #include "format/json.hpp"
 #include "format/record.hpp"
+#include "journal/journal.hpp"
+#include "selection.hpp"
 #include "support/journal_read.hpp"
 #include "support/process.hpp"
 #include "support/strings.hpp"
@@ -887,4 +889,51 @@ TEST(DumpProgress, DrawsOnATerminalOnlyAndClearsItsLine) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   EXPECT_TRUE(contains(tty, "\rflightlog-dump: 65.5K of 70.0K records (93%)")) << tty;
   EXPECT_EQ(tty.substr(tty.size() - 4), "\r\033[K");
+}
+
+// The walk both tools share, beside a live logger: between two chunks (the walk holds no
+// read transaction there) the logger moves every queued record to the failed set, as
+// failed uploads do. Each record is visited once: those read in the queue are skipped in
+// the failed set, the others are read there.
+TEST(DumpWalk, ARecordMovedToTheFailedSetDuringTheWalkIsVisitedOnce) {
+  fl::test::TempDir tmp;
+  fd::JournalConfig config;
+  config.dir = tmp / "j";
+  config.durability = fl::Durability::None;
+  config.initial_map_bytes = std::size_t{1} << 20;
+  auto journal = fd::Journal::open_for_writing(config);
+  std::vector<std::byte> arena;
+  std::vector<fd::PendingRecord> batch;
+  for (int i = 0; i < 10; ++i) {
+    const auto rec =
+        fl::test::encode_record(fd::kKindEvent, fl::Priority::Critical, 1, "e", {{"n", i}}, {});
+    batch.push_back({fl::Priority::Critical, static_cast<std::uint32_t>(arena.size()),
+                     static_cast<std::uint32_t>(rec.size())});
+    arena.insert(arena.end(), rec.begin(), rec.end());
+  }
+  ASSERT_EQ(journal->commit(arena, batch, 0).committed, 10u);
+
+  flightlog::tools::Selection sel;
+  sel.chunk = 3;
+  flightlog::tools::WalkOptions opts;
+  bool moved = false;
+  opts.between_chunks = [&] {
+    if (!moved) {
+      std::vector<fd::RecordRef> all;
+      for (std::uint64_t seq = 1; seq <= 10; ++seq) {
+        all.push_back({fd::RecordSet::Critical, seq});
+      }
+      moved = journal->move_to_failed(all, 500, "the receiver failed") == 10;
+    }
+    return true;
+  };
+  std::vector<std::uint64_t> visited;
+  const auto result = flightlog::tools::walk(
+      *journal, sel, opts, [&](const flightlog::tools::Visited& v) { visited.push_back(v.seq); },
+      [](fd::RecordSet, std::uint64_t seq, const std::string& error) {
+        ADD_FAILURE() << seq << ": " << error;
+      });
+  EXPECT_TRUE(moved);
+  EXPECT_EQ(result.selected, 10u);
+  EXPECT_EQ(visited, (std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
 }

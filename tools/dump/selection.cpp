@@ -1,6 +1,7 @@
 #include "selection.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <charconv>
 #include <iostream>
@@ -127,11 +128,27 @@ WalkResult walk(const fd::Journal& journal, const Selection& sel, const WalkOpti
   WalkResult result;
   fd::DecodedRecord rec;
   bool done = false;  // the limit is reached
+  // The seqs read in each queued set, ascending (a set is read in key order), kept only
+  // when the failed set is walked too. A record keeps its seq when it moves, and a live
+  // logger may move one from its queue to the failed set between two chunks: it is then
+  // skipped there, not visited twice (see WalkOptions).
+  const bool walks_failed = sel.walks(fd::RecordSet::Failed);
+  std::array<std::vector<std::uint64_t>, 4> read_in_queue;
+  auto read_before = [&](std::uint64_t seq) {
+    return std::any_of(read_in_queue.begin(), read_in_queue.end(), [&](const auto& seqs) {
+      return std::binary_search(seqs.begin(), seqs.end(), seq);
+    });
+  };
   // Visits one record of `set`; returns false once keys reach below_seq.
   auto visit = [&](fd::RecordSet set, std::uint64_t seq, std::span<const std::byte> bytes) {
     if (done || seq >= opts.below_seq) {
       done = done || seq >= opts.below_seq;
       return;
+    }
+    if (set == fd::RecordSet::Failed) {
+      if (read_before(seq)) return;
+    } else if (walks_failed) {
+      read_in_queue[static_cast<std::size_t>(set)].push_back(seq);
     }
     if (opts.on_read) opts.on_read();
     const std::string err = fd::decode_record(bytes, rec);

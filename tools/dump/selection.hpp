@@ -12,6 +12,13 @@
 // within each; then the failed set) in read transactions of at most --chunk records, so
 // it never pins pages a live logger wants to reuse, and calls back between chunks, when
 // no transaction is open: the place for slow work (posting a batch, writing a copy).
+//
+// A live logger goes on between chunks, so the walk is not one snapshot. A record it
+// moves from a queue to the failed set (its upload failed) after the walk read it is
+// visited once: the failed set skips seqs the walk read in a queue. A record it moves
+// back (retry_failed()) after the walk passed its queue, or delivers and deletes before
+// the walk reaches it, is not visited: the logger's own uploader has it in hand. For an
+// exact copy of a journal, stop its logger first.
 #pragma once
 
 #include <CLI/CLI.hpp>
