@@ -12,11 +12,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 int main() {
   flightlog::Options o;
-  o.offline_dir = "/tmp/flightlog-low-latency-example";
+  const char* dir = std::getenv("FLIGHTLOG_DIR");  // the journal; one process owns it
+  o.offline_dir = dir != nullptr ? dir : "/tmp/flightlog-low-latency-example";
   o.max_producer_threads = 2;
   o.durability = flightlog::Durability::NoMetaSync;  // one device flush per batch
   flightlog::Client client(o);

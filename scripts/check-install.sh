@@ -34,6 +34,6 @@ echo "README quick start: compiles"
 cd "$work"
 for example in quickstart production low_latency_loop; do
   echo "--- $example"
-  FLIGHTLOG_DIR="$work/production" "./build/$example"
+  FLIGHTLOG_DIR="$work/$example-journal" "./build/$example"
 done
 echo "examples: built against the installed package and ran"

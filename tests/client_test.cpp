@@ -602,12 +602,18 @@ TEST(Status, RecordsWaitingInTheWritersBatchAreCounted) {
   {
     fl::Client c(fl::test::test_options(dir));
     lock.hold();
+    // Three slots each: in_memory counts queued records in slots (300) and records in
+    // the writer's batches one by one, so it reads 100 only once all are in a batch.
+    const std::string pad(150, 'p');
     for (int i = 0; i < 100; ++i) {
-      ASSERT_EQ(c.log_event("e", {{"i", i}}), fl::LogResult::Ok);
+      ASSERT_EQ(c.log_event("e", {{"s", std::string_view(pad)}}), fl::LogResult::Ok);
     }
-    // The writer drains the queues within a poll interval or two, then waits on the lock.
-    std::this_thread::sleep_for(300ms);
     auto st = c.get_offline_status();
+    for (const auto deadline = std::chrono::steady_clock::now() + 10s;
+         st.in_memory != 100 && std::chrono::steady_clock::now() < deadline;
+         st = c.get_offline_status()) {
+      std::this_thread::sleep_for(1ms);
+    }
     EXPECT_EQ(st.committed_total, 0u);
     EXPECT_EQ(st.in_memory, 100u);
     EXPECT_EQ(st.queue_size, 100u);

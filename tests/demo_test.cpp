@@ -41,12 +41,12 @@ TEST(Demo, ShortRunDeliversEveryRecordInPriorityOrder) {
   ASSERT_TRUE(std::filesystem::exists(demo_path())) << demo_path() << " is not built";
   ft::TempDir tmp;
   // Light enough for a sanitizer build on a loaded machine; the checks are the same. The
-  // uploader first tries after a second (offline_sync_interval), so 1.5 s offline shows it
-  // failing at least once. Small batches make the backlog many batches long, as it is in
-  // the default run, so the order shows across batches.
+  // uploader first tries after a second (offline_sync_interval), so 2 s offline shows it
+  // failing at least once, with a second to spare for a slow machine. Small batches make the
+  // backlog many batches long, as it is in the default run, so the order shows across batches.
   const std::string rate = std::to_string(4000 / ft::kSanitizerSlowdown);
   const ft::ProcessResult r =
-      run_demo({"--duration", "3", "--offline-seconds", "1.5", "--rate", rate, "--threads", "2",
+      run_demo({"--duration", "3", "--offline-seconds", "2", "--rate", rate, "--threads", "2",
                 "--batch-records", "25", "--dir", (tmp / "journal").string(), "--out",
                 (tmp / "out").string()});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
