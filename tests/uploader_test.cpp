@@ -602,8 +602,8 @@ TEST_F(UploaderTest, TheApiKeyAppearsNowhereButTheHeader) {
   c.sync_offline_queue();  // 400: failed with a reason
   const auto st = c.get_offline_status();
   EXPECT_EQ(st.failed_count, 1u);
+  EXPECT_FALSE(st.last_error.empty());  // the 400's reason, without the key:
   EXPECT_EQ(st.last_error.find(kApiKey), std::string::npos);
-  EXPECT_EQ(st.connection_state.find(kApiKey), std::string::npos);
   c.flush();
   for (const auto& entry : std::filesystem::directory_iterator(tmp_ / "journal")) {
     std::ifstream in(entry.path(), std::ios::binary);

@@ -234,8 +234,8 @@ struct Options {
   // rest keeps deletes possible: delivery, cleanup and eviction free space for new
   // records, and logging resumes by itself); what does not fit is dropped and counted
   // (reason: journal full). The file never shrinks. A growth refused by the process's
-  // address-space limit (ulimit -v) keeps the map at its size, full until a later
-  // growth fits.
+  // address-space limit (ulimit -v) makes the map's size its limit for the time being
+  // (7/8 for records, as above); growing is tried again every 10 s.
   std::size_t journal_initial_bytes = std::size_t{64} << 20;  // 64 MiB
   std::size_t journal_max_bytes = std::size_t{4} << 30;       // 4 GiB
 

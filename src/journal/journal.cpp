@@ -121,6 +121,7 @@ std::unique_ptr<Journal> Journal::open_for_writing(const JournalConfig& config) 
   j->dir_ = config.dir;
   j->lock_ = std::make_unique<DirLock>(config.dir);
   j->max_map_bytes_ = config.max_map_bytes;
+  j->map_limit_ = config.max_map_bytes;
   unsigned flags = MDB_NOTLS;
   switch (config.durability) {
     case Durability::Full:
@@ -372,16 +373,27 @@ JournalCounts Journal::counts() const {
   return counts_;
 }
 
-std::string Journal::grow_map_locked() {
+bool Journal::may_grow(std::size_t map_bytes) const {
+  return map_bytes < max_map_bytes_ && std::chrono::steady_clock::now() >= retry_growth_at_;
+}
+
+bool Journal::grow_map_locked() {
   MDB_envinfo info{};
   mdb_env_info(env_, &info);
   const std::size_t next = std::min(max_map_bytes_, info.me_mapsize * 2);
   std::unique_lock lock(resize_mu_);
   const int rc = mdb_env_set_mapsize(env_, next);
   crash_point(CrashPoint::MapGrowth);
-  if (rc == 0) return {};
-  std::string why = "cannot grow the journal's map from " + std::to_string(info.me_mapsize) +
-                    " to " + std::to_string(next) + " bytes: " + mdb_strerror(rc);
+  if (rc == 0) {
+    map_limit_ = max_map_bytes_;
+    growth_error_.clear();
+    return true;
+  }
+  map_limit_ = info.me_mapsize;
+  retry_growth_at_ = std::chrono::steady_clock::now() + kGrowthRetry;
+  growth_error_ = "journal is full: its map cannot grow from " + std::to_string(info.me_mapsize) +
+                  " to " + std::to_string(next) + " bytes (" + mdb_strerror(rc) +
+                  "); growing is tried again every " + std::to_string(kGrowthRetry.count()) + " s";
   // LMDB unmapped the file before it failed to map it larger: no transaction may begin
   // on the environment now. Open it again at the size it had; the unmapping just gave
   // that much address space back.
@@ -393,10 +405,9 @@ std::string Journal::grow_map_locked() {
   } catch (const Error& e) {
     if (env_ != nullptr) mdb_env_close(env_);
     env_ = nullptr;
-    lost_ = why + "; then " + e.what() + " (restart the process to reopen it)";
-    return lost_;
+    lost_ = growth_error_ + "; then " + e.what() + " (restart the process to reopen it)";
   }
-  return why;
+  return false;
 }
 
 // A full journal (the map at journal_max_bytes) must take records again as soon as
@@ -445,16 +456,16 @@ CommitOutcome Journal::commit_what_fits(std::span<const std::byte> arena,
   return merged;
 }
 
-// At journal_max_bytes, records may fill the map only up to 7/8: deleting needs free
-// pages too (LMDB copies every page it changes), and a map filled to the last page could
-// never be emptied again, not by delivery, cleanup or eviction. Below the limit the map
-// grows instead, so this is checked only there. Counts the pages of every tree (records,
-// failed, meta and the directory of databases); pages on LMDB's free list are not in
-// use and do not count.
+// At the map's limit (journal_max_bytes, or the size a growth failed at), records may
+// fill the map only up to 7/8: deleting needs free pages too (LMDB copies every page it
+// changes), and a map filled to the last page could never be emptied again, not by
+// delivery, cleanup or eviction. Below the limit the map grows instead, so this is
+// checked only there. Counts the pages of every tree (records, failed, meta and the
+// directory of databases); pages on LMDB's free list are not in use and do not count.
 bool Journal::over_record_budget(MDB_txn* txn) const {
   MDB_envinfo info{};
   mdb_env_info(env_, &info);
-  if (info.me_mapsize < max_map_bytes_) return false;
+  if (info.me_mapsize < map_limit_) return false;
   std::size_t pages = 0;
   std::size_t page_size = 4096;
   auto add = [&](MDB_dbi dbi) {
@@ -465,7 +476,7 @@ bool Journal::over_record_budget(MDB_txn* txn) const {
   };
   for (MDB_dbi dbi : dbi_) add(dbi);
   add(meta_dbi_);
-  return pages * page_size > max_map_bytes_ - max_map_bytes_ / 8;
+  return pages * page_size > map_limit_ - map_limit_ / 8;
 }
 
 int Journal::touch_meta() {
@@ -489,8 +500,11 @@ CommitOutcome Journal::commit_whole(std::span<const std::byte> arena,
   if (reserve_seqs_ && next_seq_ + records.size() > seq_reserved_) {
     if (const int rc = reserve_seqs(next_seq_ + records.size() + kSeqReservation); rc != 0) {
       // At journal_max_bytes even the reservation's one value may not fit: a full journal.
-      (rc == MDB_MAP_FULL ? out.dropped_journal_full : out.dropped_error) = records.size();
-      out.error = std::string("cannot reserve sequence numbers durably: ") + mdb_strerror(rc);
+      (rc == MDB_MAP_FULL && lost_.empty() ? out.dropped_journal_full : out.dropped_error) =
+          records.size();
+      out.error = !lost_.empty()
+                      ? lost_
+                      : std::string("cannot reserve sequence numbers durably: ") + mdb_strerror(rc);
       return out;
     }
   }
@@ -572,17 +586,19 @@ CommitOutcome Journal::commit_whole(std::span<const std::byte> arena,
     if (rc == MDB_MAP_FULL) {
       MDB_envinfo info{};
       mdb_env_info(env_, &info);
-      std::string full =
-          "journal is full at journal_max_bytes (" + std::to_string(max_map_bytes_) + " bytes)";
-      if (info.me_mapsize < max_map_bytes_) {
-        full = grow_map_locked();
-        if (full.empty()) continue;  // retry the whole batch in the larger map
+      if (may_grow(info.me_mapsize) && grow_map_locked()) continue;  // retry in the larger map
+      // At journal_max_bytes, or below it with a map that cannot grow now (an
+      // address-space limit): a full journal either way, until deletions or a later
+      // growth make room. A journal lost in the attempt is an error instead.
+      if (!lost_.empty()) {
+        out.dropped_error = records.size();
+        out.error = lost_;
+        return out;
       }
-      // At the limit, or below it with a map that cannot grow now (an address-space
-      // limit): a full journal either way, until deletions or a later growth make room.
-      // A journal lost in the attempt is an error instead.
-      (lost_.empty() ? out.dropped_journal_full : out.dropped_error) = records.size();
-      out.error = std::move(full);
+      out.dropped_journal_full = records.size();
+      out.error = map_limit_ < max_map_bytes_ ? growth_error_
+                                              : "journal is full at journal_max_bytes (" +
+                                                    std::to_string(max_map_bytes_) + " bytes)";
       return out;
     }
     out.dropped_error = records.size();
@@ -697,7 +713,7 @@ int Journal::write_txn(const std::function<int(MDB_txn*)>& body) {
     if (rc != MDB_MAP_FULL) return rc;
     MDB_envinfo info{};
     mdb_env_info(env_, &info);
-    if (info.me_mapsize >= max_map_bytes_ || !grow_map_locked().empty()) return rc;
+    if (!may_grow(info.me_mapsize) || !grow_map_locked()) return rc;
   }
 }
 
@@ -886,8 +902,10 @@ std::uint64_t Journal::scan(RecordSet set, std::uint64_t from_seq, std::size_t l
   // its reader slot and pin its snapshot's pages, and the map must not grow under it.
   Txn txn;
   if (const int rc = begin_read(txn.out()); rc != 0) {
-    throw Error(lmdb_error(
-        "cannot read the " + std::string(record_set_name(set)) + " records of journal", dir_, rc));
+    throw Error(!lost_.empty() ? lost_
+                               : lmdb_error("cannot read the " + std::string(record_set_name(set)) +
+                                                " records of journal",
+                                            dir_, rc));
   }
   std::uint64_t next = 0;
   std::uint64_t last = from_seq;

@@ -19,6 +19,7 @@
 #include <lmdb.h>
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -170,15 +171,18 @@ class Journal {
   void open_env(unsigned flags, std::size_t initial_map_bytes);
   void open_databases(bool create);
   void load_meta(bool create);
-  // Doubles the map, up to max_map_bytes. Returns "" or why it could not: an mmap
-  // refused by an address-space limit (ulimit -v, a container's). The map then keeps its
-  // size and the journal goes on as a full one; growth is tried again when a later
-  // transaction needs it. LMDB unmaps the file before it maps it larger, so after a
-  // failure the environment is closed and opened again at its old size; should even that
-  // fail, the journal is lost for this process (lost_): every transaction fails with
-  // MDB_PANIC and the reason, nothing already committed is touched, and reopening it in
-  // a new process works.
-  std::string grow_map_locked();
+  // Doubles the map, up to max_map_bytes. Returns whether it grew. It fails when the
+  // mmap is refused by an address-space limit (ulimit -v, a container's): the map then
+  // keeps its size, which becomes its limit (map_limit_, with the 7/8 record budget of
+  // over_record_budget(), so deletes keep working), and the journal goes on as a full
+  // one; growth_error_ says why, and growing is tried again kGrowthRetry later. LMDB
+  // unmaps the file before it maps it larger, so after a failure the environment is
+  // closed and opened again at its old size; should even that fail, the journal is lost
+  // for this process (lost_): every transaction fails with MDB_PANIC and the reason,
+  // nothing already committed is touched, and reopening it in a new process works.
+  bool grow_map_locked();
+  // Whether a full map of `map_bytes` may try to grow now (write side).
+  bool may_grow(std::size_t map_bytes) const;
   // commit() in one transaction (growing the map as needed), or not at all.
   CommitOutcome commit_whole(std::span<const std::byte> arena,
                              std::span<const PendingRecord> records, std::size_t max_queued);
@@ -229,6 +233,12 @@ class Journal {
   mutable std::string lost_;
   bool read_only_ = false;
   std::size_t max_map_bytes_ = 0;
+  // Write side. The size the map may reach now: max_map_bytes_, or the size at which a
+  // growth failed, until a later growth succeeds (see grow_map_locked()).
+  std::size_t map_limit_ = 0;
+  static constexpr std::chrono::seconds kGrowthRetry{10};
+  std::chrono::steady_clock::time_point retry_growth_at_{};
+  std::string growth_error_;  // why the map is at map_limit_ < max_map_bytes_
   std::array<MDB_dbi, kRecordSets> dbi_{};
   MDB_dbi meta_dbi_ = 0;
   std::string journal_id_;
