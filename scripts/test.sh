@@ -16,6 +16,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 
+presets=(release "$@")
+for preset in "$@"; do
+  case "$preset" in
+    asan | tsan | debug) ;;
+    *)
+      echo "scripts/test.sh: unknown preset '$preset' (release always runs; add asan, tsan or debug)" >&2
+      exit 1
+      ;;
+  esac
+done
+
 if [ -z "${FLIGHTLOG_CLICKHOUSE_DIR:-}" ]; then
   ch_dir=$(mktemp -d "${TMPDIR:-/tmp}/flightlog-clickhouse.XXXXXX")
   cleanup() {
@@ -34,16 +45,7 @@ if [ -z "${FLIGHTLOG_CLICKHOUSE_DIR:-}" ]; then
   bash scripts/clickhouse-test-server.sh start "$ch_dir"
   export FLIGHTLOG_CLICKHOUSE_DIR="$ch_dir"
 fi
-presets=(release "$@")
-for preset in "$@"; do
-  case "$preset" in
-    asan | tsan | debug) ;;
-    *)
-      echo "scripts/test.sh: unknown preset '$preset' (release always runs; add asan, tsan or debug)" >&2
-      exit 1
-      ;;
-  esac
-done
+
 # Two tests at a time: most tests wait on timers, sockets or device flushes rather than
 # the CPU, and the suites' timeouts leave room for a loaded machine.
 jobs=${FLIGHTLOG_TEST_JOBS:-2}

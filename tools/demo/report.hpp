@@ -32,7 +32,9 @@ struct RunTotals {
   double seconds = 0;                                    // of logging
   // Before the first call and after the drain. A reused --dir journal starts with the
   // evictions, cleanups and failed records of earlier runs: only the difference is this
-  // run's.
+  // run's. (Were earlier runs' queued records evicted or failed during this run, the
+  // check would count them against it: the demo's queue limit and receiver make neither
+  // happen.)
   OfflineStatus initial_status;
   OfflineStatus final_status;
   std::uint64_t first_seq = 0;  // the first sequence this run's records got

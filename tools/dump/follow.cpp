@@ -1,7 +1,6 @@
 #include "follow.hpp"
 
 #include <cstdio>
-#include <unordered_set>
 
 #include "output.hpp"
 #include "stop_signal.hpp"
@@ -16,14 +15,12 @@ FollowResult follow(fd::Journal& journal, const Selection& sel, RecordPrinter& p
   FollowResult result;
   std::uint64_t watermark = from_seq;
   std::string text;
-  // Keys printed in this poll: a record moved from its priority's set to the failed set
-  // between the two sets' transactions would otherwise be printed twice.
-  std::unordered_set<std::uint64_t> seen;
+  // A record moved from its priority's set to the failed set between the two sets'
+  // transactions is visited once: walk() skips it in the failed set.
   while (sleep_unless_stopped(interval)) {
     journal.refresh_counts();
     const std::uint64_t next = journal.counts().next_seq;
     if (next <= watermark) continue;
-    seen.clear();
     WalkOptions opts;
     opts.from_seq = watermark;
     opts.below_seq = next;
@@ -32,12 +29,10 @@ FollowResult follow(fd::Journal& journal, const Selection& sel, RecordPrinter& p
     const WalkResult w = walk(
         journal, sel, opts,
         [&](const Visited& v) {
-          if (!seen.insert(v.seq).second) return;
           printer.record(text, v.seq, v.rec, state_of(v.set));
           ++result.printed;
         },
         [&](fd::RecordSet set, std::uint64_t seq, const std::string& error) {
-          if (!seen.insert(seq).second) return;
           ++result.damaged;
           on_damaged(set, seq, error);
         });
