@@ -208,27 +208,37 @@ TEST(Dump, DamagedRecordsAreReportedAndTheOthersPrinted) {
     c.flush();
     journal_id = c.get_offline_status().journal_id;
   }
-  // seq 3 (NORMAL) becomes garbage; seq 6 (LOW) keeps its shape but one value byte
-  // changes, which only the checksum can tell.
+  // The record of n 2 (NORMAL) becomes garbage; that of n 5 (LOW) keeps its shape but
+  // one value byte changes, which only the checksum can tell. Their seqs depend on how
+  // the writer's drains fell (a drain may take LOW records logged after NORMAL ones it
+  // had not seen yet), so they are looked up.
   const auto recs = fl::test::read_journal(dir);
   ASSERT_EQ(recs.size(), 7u);
+  const auto record_of = [&](std::int64_t n) {
+    for (const auto& r : recs) {
+      if (r.inputs.at(0).i == n) return r;
+    }
+    ADD_FAILURE() << "no record of n " << n;
+    return fl::test::OwnedRecord{};
+  };
+  const auto garbage = record_of(2), flipped = record_of(5);
   {
     fl::test::RawLmdb raw(dir);
-    raw.put_seq("normal", 3, fl::test::as_bytes("this is not a flightlog record at all"));
-    auto good = fl::test::encode_record(fd::kKindEvent, fl::Priority::Low, recs[5].ts_ns, "e",
+    raw.put_seq("normal", garbage.seq, fl::test::as_bytes("this is not a flightlog record at all"));
+    auto good = fl::test::encode_record(fd::kKindEvent, fl::Priority::Low, flipped.ts_ns, "e",
                                         {{"n", 5}}, {});
     good.back() ^= std::byte{0x01};  // flip a bit of the value, keep the old CRC
-    raw.put_seq("low", 6, {good.data(), good.size()});
+    raw.put_seq("low", flipped.seq, {good.data(), good.size()});
   }
   const auto res = run_dump(dir);
   EXPECT_EQ(res.exit_code, 3) << res.err;
-  EXPECT_TRUE(contains(res.err, "'normal' key 3")) << res.err;
-  EXPECT_TRUE(contains(res.err, "'low' key 6")) << res.err;
+  EXPECT_TRUE(contains(res.err, "'normal' key " + std::to_string(garbage.seq))) << res.err;
+  EXPECT_TRUE(contains(res.err, "'low' key " + std::to_string(flipped.seq))) << res.err;
   EXPECT_TRUE(contains(res.err, "checksum")) << res.err;
   EXPECT_TRUE(contains(res.err, "2 damaged")) << res.err;
   const auto lines = parse_all(res.out, journal_id);
   ASSERT_EQ(lines.size(), 5u) << res.out;
-  const std::vector<std::int64_t> want_n = {0, 1, 3, 4, 6};  // seq 3 = n 2, seq 6 = n 5
+  const std::vector<std::int64_t> want_n = {0, 1, 3, 4, 6};  // NORMAL, then LOW
   for (std::size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i].n, want_n[i]);
 }
 
