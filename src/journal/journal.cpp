@@ -373,13 +373,16 @@ JournalCounts Journal::counts() const {
   return counts_;
 }
 
-bool Journal::may_grow(std::size_t map_bytes) const {
-  return map_bytes < max_map_bytes_ && std::chrono::steady_clock::now() >= retry_growth_at_;
+std::string Journal::unless_lost(std::string why) const {
+  return lost_.empty() ? std::move(why) : lost_;
 }
 
 bool Journal::grow_map_locked() {
   MDB_envinfo info{};
   mdb_env_info(env_, &info);
+  if (info.me_mapsize >= max_map_bytes_ || std::chrono::steady_clock::now() < retry_growth_at_) {
+    return false;
+  }
   const std::size_t next = std::min(max_map_bytes_, info.me_mapsize * 2);
   std::unique_lock lock(resize_mu_);
   const int rc = mdb_env_set_mapsize(env_, next);
@@ -502,9 +505,8 @@ CommitOutcome Journal::commit_whole(std::span<const std::byte> arena,
       // At journal_max_bytes even the reservation's one value may not fit: a full journal.
       (rc == MDB_MAP_FULL && lost_.empty() ? out.dropped_journal_full : out.dropped_error) =
           records.size();
-      out.error = !lost_.empty()
-                      ? lost_
-                      : std::string("cannot reserve sequence numbers durably: ") + mdb_strerror(rc);
+      out.error =
+          unless_lost(std::string("cannot reserve sequence numbers durably: ") + mdb_strerror(rc));
       return out;
     }
   }
@@ -513,9 +515,7 @@ CommitOutcome Journal::commit_whole(std::span<const std::byte> arena,
     int rc = begin_write(txn.out());
     if (rc != 0) {
       out.dropped_error = records.size();
-      out.error = !lost_.empty()
-                      ? lost_
-                      : std::string("cannot begin a write transaction: ") + mdb_strerror(rc);
+      out.error = unless_lost(std::string("cannot begin a write transaction: ") + mdb_strerror(rc));
       return out;
     }
     std::uint64_t seq = next_seq_;
@@ -584,9 +584,7 @@ CommitOutcome Journal::commit_whole(std::span<const std::byte> arena,
     }
     txn.abort();
     if (rc == MDB_MAP_FULL) {
-      MDB_envinfo info{};
-      mdb_env_info(env_, &info);
-      if (may_grow(info.me_mapsize) && grow_map_locked()) continue;  // retry in the larger map
+      if (grow_map_locked()) continue;  // retry the whole batch in the larger map
       // At journal_max_bytes, or below it with a map that cannot grow now (an
       // address-space limit): a full journal either way, until deletions or a later
       // growth make room. A journal lost in the attempt is an error instead.
@@ -711,9 +709,7 @@ int Journal::write_txn(const std::function<int(MDB_txn*)>& body) {
     }
     txn.abort();
     if (rc != MDB_MAP_FULL) return rc;
-    MDB_envinfo info{};
-    mdb_env_info(env_, &info);
-    if (!may_grow(info.me_mapsize) || !grow_map_locked()) return rc;
+    if (!grow_map_locked()) return rc;
   }
 }
 
@@ -902,10 +898,8 @@ std::uint64_t Journal::scan(RecordSet set, std::uint64_t from_seq, std::size_t l
   // its reader slot and pin its snapshot's pages, and the map must not grow under it.
   Txn txn;
   if (const int rc = begin_read(txn.out()); rc != 0) {
-    throw Error(!lost_.empty() ? lost_
-                               : lmdb_error("cannot read the " + std::string(record_set_name(set)) +
-                                                " records of journal",
-                                            dir_, rc));
+    throw Error(unless_lost(lmdb_error(
+        "cannot read the " + std::string(record_set_name(set)) + " records of journal", dir_, rc)));
   }
   std::uint64_t next = 0;
   std::uint64_t last = from_seq;

@@ -171,7 +171,8 @@ class Journal {
   void open_env(unsigned flags, std::size_t initial_map_bytes);
   void open_databases(bool create);
   void load_meta(bool create);
-  // Doubles the map, up to max_map_bytes. Returns whether it grew. It fails when the
+  // Doubles the map, up to max_map_bytes. Returns whether it grew: not at
+  // max_map_bytes, nor within kGrowthRetry of a failed growth. It fails when the
   // mmap is refused by an address-space limit (ulimit -v, a container's): the map then
   // keeps its size, which becomes its limit (map_limit_, with the 7/8 record budget of
   // over_record_budget(), so deletes keep working), and the journal goes on as a full
@@ -181,8 +182,8 @@ class Journal {
   // for this process (lost_): every transaction fails with MDB_PANIC and the reason,
   // nothing already committed is touched, and reopening it in a new process works.
   bool grow_map_locked();
-  // Whether a full map of `map_bytes` may try to grow now (write side).
-  bool may_grow(std::size_t map_bytes) const;
+  // `why`, or the reason the journal is lost (lost_) if it is.
+  std::string unless_lost(std::string why) const;
   // commit() in one transaction (growing the map as needed), or not at all.
   CommitOutcome commit_whole(std::span<const std::byte> arena,
                              std::span<const PendingRecord> records, std::size_t max_queued);

@@ -86,11 +86,13 @@ int print_totals_and_check(const RunTotals& t, std::uint64_t arrived_unique,
   const std::uint64_t refused = t.calls - accepted;
   const std::uint64_t lost_before_commit = d.journal_full + d.journal_error;
   // The persistent counts and the failed set as of this run (see RunTotals).
-  const std::uint64_t evicted = sum(d.evicted) - std::min(sum(d0.evicted), sum(d.evicted));
-  const std::uint64_t cleaned_up = d.cleaned_up - std::min(d0.cleaned_up, d.cleaned_up);
+  const auto since_start = [](std::uint64_t now, std::uint64_t at_start) {
+    return now - std::min(at_start, now);
+  };
+  const std::uint64_t evicted = since_start(sum(d.evicted), sum(d0.evicted));
+  const std::uint64_t cleaned_up = since_start(d.cleaned_up, d0.cleaned_up);
   const std::uint64_t removed = evicted + cleaned_up;
-  const std::uint64_t failed =
-      s.failed_count - std::min<std::uint64_t>(t.initial_status.failed_count, s.failed_count);
+  const std::uint64_t failed = since_start(s.failed_count, t.initial_status.failed_count);
   const std::uint64_t should_arrive = s.committed_total - std::min(removed, s.committed_total);
 
   std::printf("\ntotals\n");

@@ -131,7 +131,7 @@ WalkResult walk(const fd::Journal& journal, const Selection& sel, const WalkOpti
   // The seqs read in each queued set, ascending (a set is read in key order), kept only
   // when the failed set is walked too. A record keeps its seq when it moves, and a live
   // logger may move one from its queue to the failed set between two chunks: it is then
-  // skipped there, not visited twice (see WalkOptions).
+  // skipped there, not visited twice (see selection.hpp).
   const bool walks_failed = sel.walks(fd::RecordSet::Failed);
   std::array<std::vector<std::uint64_t>, 4> read_in_queue;
   auto read_before = [&](std::uint64_t seq) {
