@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -20,6 +21,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -474,6 +476,52 @@ TEST(RoundTrip, SchemaAndNamedFormsComeBackExactly) {
   std::set<std::uint64_t> seqs;
   for (const auto& r : recs) seqs.insert(r.seq);
   EXPECT_EQ(seqs, (std::set<std::uint64_t>{1, 2, 3, 4, 5}));
+}
+
+// The span and range forms, for fields known only at run time, store the same records
+// as the braced-list forms, and check counts the same way.
+TEST(RoundTrip, RunTimeFormsMatchTheBracedForms) {
+  fl::test::TempDir tmp;
+  const auto dir = tmp / "j";
+  // Names as a model's metadata would give them: owned strings, count known at run time.
+  const std::vector<std::string> feature_names = {"f1", "f2", "f3", "f4", "f5", "f6", "f7"};
+  const std::array<std::string_view, 1> output_names = {"score"};
+  std::vector<fl::Value> row(feature_names.size(), 0.0);
+  std::vector<fl::Value> out(1, 0.0);
+  {
+    fl::Client c(fl::test::blocking_options(dir));
+    const fl::Schema s = c.schema(feature_names, output_names);
+    EXPECT_EQ(s.input_count(), 7u);
+    EXPECT_EQ(s.output_count(), 1u);
+    for (std::size_t i = 0; i < row.size(); ++i) row[i] = 0.5 * static_cast<double>(i);
+    out[0] = 0.25;
+    ASSERT_EQ(c.log_prediction(s, row, out, fl::Priority::High), fl::LogResult::Ok);
+    // One value short: rejected and counted, like the braced form.
+    ASSERT_EQ(c.log_prediction(s, std::span<const fl::Value>(row).first(6), out),
+              fl::LogResult::Invalid);
+    const std::vector<fl::Field> in_fields = {{"user", "u-1"}, {"age", 30}};
+    const std::array<fl::Field, 1> out_fields = {fl::Field{"p", 0.9}};
+    ASSERT_EQ(c.log_prediction(in_fields, out_fields, fl::Priority::Critical), fl::LogResult::Ok);
+    ASSERT_EQ(c.log_event("reload", in_fields, fl::Priority::Low), fl::LogResult::Ok);
+    c.flush();
+    EXPECT_EQ(c.get_offline_status().dropped.invalid, 1u);
+  }
+  const auto recs = read_journal(dir);
+  ASSERT_EQ(recs.size(), 3u);
+  std::vector<OwnedField> expected_row;
+  for (std::size_t i = 0; i < feature_names.size(); ++i) {
+    expected_row.emplace_back(feature_names[i], fl::Value(0.5 * static_cast<double>(i)));
+  }
+  EXPECT_EQ(recs[0].priority, fl::Priority::Critical);
+  EXPECT_EQ(recs[0].inputs, (std::vector<OwnedField>{{"user", "u-1"}, {"age", 30}}));
+  EXPECT_EQ(recs[0].outputs, (std::vector<OwnedField>{{"p", 0.9}}));
+  EXPECT_EQ(recs[1].priority, fl::Priority::High);
+  EXPECT_EQ(recs[1].inputs, expected_row);
+  EXPECT_EQ(recs[1].outputs, (std::vector<OwnedField>{{"score", 0.25}}));
+  EXPECT_EQ(recs[2].priority, fl::Priority::Low);
+  EXPECT_EQ(recs[2].kind, fd::kKindEvent);
+  EXPECT_EQ(recs[2].name, "reload");
+  EXPECT_EQ(recs[2].inputs, (std::vector<OwnedField>{{"user", "u-1"}, {"age", 30}}));
 }
 
 TEST(RoundTrip, AwkwardStringsAndNonFiniteDoublesThroughTheDump) {

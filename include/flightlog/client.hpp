@@ -6,13 +6,17 @@
 
 #include <array>
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
 #include <optional>
+#include <ranges>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "flightlog/error.hpp"
 #include "flightlog/options.hpp"
@@ -137,10 +141,37 @@ class Client {
   LogResult log_event(std::string_view name, std::initializer_list<Field> fields,
                       Priority priority = Priority::Normal) noexcept;
 
+  // Run-time forms of the three calls above, for fields known only when the program
+  // runs (a feature vector whose length comes from the model, names read from its
+  // metadata). Same records, same results, same cost per value. Pass a span for both
+  // sides: keep a std::vector<Value> (or std::array) of the row and assign its values in
+  // the loop; a braced list does not convert to a std::span in C++20.
+  LogResult log_prediction(std::span<const Field> inputs, std::span<const Field> output,
+                           Priority priority = Priority::Normal) noexcept;
+  LogResult log_prediction(const Schema& schema, std::span<const Value> inputs,
+                           std::span<const Value> output,
+                           Priority priority = Priority::Normal) noexcept;
+  LogResult log_event(std::string_view name, std::span<const Field> fields,
+                      Priority priority = Priority::Normal) noexcept;
+
   // Registers names once, outside the hot loop. Throws flightlog::Error for a name over
-  // 255 bytes, more than 255 names per side, or more than 65535 schemas per client.
+  // 255 bytes, more than 255 names per side, or more than 65535 schemas per client
+  // (named-form shapes remembered as implicit schemas count towards that limit too).
   Schema schema(std::initializer_list<std::string_view> inputs,
                 std::initializer_list<std::string_view> outputs);
+  // The same for names in any range of strings (std::vector<std::string>, a span of
+  // std::string_view, ...), e.g. read from a model's metadata.
+  template <std::ranges::input_range In, std::ranges::input_range Out>
+    requires std::convertible_to<std::ranges::range_reference_t<In>, std::string_view> &&
+             std::convertible_to<std::ranges::range_reference_t<Out>, std::string_view>
+  Schema schema(const In& inputs, const Out& outputs) {
+    std::vector<std::string_view> names;
+    for (auto&& name : inputs) names.emplace_back(name);
+    const std::size_t n_inputs = names.size();
+    for (auto&& name : outputs) names.emplace_back(name);
+    return schema_of(std::span<const std::string_view>(names).first(n_inputs),
+                     std::span<const std::string_view>(names).subspan(n_inputs));
+  }
 
   // --- Durability --------------------------------------------------------------------
 
@@ -223,6 +254,8 @@ class Client {
 
  private:
   std::size_t cleanup_older_than(std::chrono::duration<double> older_than);
+  Schema schema_of(std::span<const std::string_view> inputs,
+                   std::span<const std::string_view> outputs);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -233,18 +233,18 @@ class alignas(64) Client::Impl {
   // ---- Hot path ---------------------------------------------------------------------
 
   // The schema form, from Client::log_prediction(const Schema&, ...).
+  // `Values`: std::initializer_list<Value> or std::span<const Value>.
+  template <typename Values>
   [[gnu::always_inline]] LogResult log_values(std::uint64_t schema_owner, std::uint32_t schema_id,
                                               std::size_t want_in, std::size_t want_out,
-                                              std::initializer_list<Value> in,
-                                              std::initializer_list<Value> out,
-                                              Priority p) noexcept {
+                                              Values in, Values out, Priority p) noexcept {
     ProducerRegistry::prefetch_queue_state(static_cast<std::size_t>(p));
     if (closed_.load(std::memory_order_relaxed)) return reject(hot_.closed, LogResult::Closed);
     if (schema_owner != id_ || in.size() != want_in || out.size() != want_out) {
       return reject(hot_.invalid, LogResult::Invalid);
     }
-    return log_schema_form(static_cast<std::uint16_t>(schema_id), in.begin(), in.size(),
-                           out.begin(), out.size(), p, nullptr, 0);
+    return log_schema_form(static_cast<std::uint16_t>(schema_id), std::data(in), in.size(),
+                           std::data(out), out.size(), p, nullptr, 0);
   }
 
   // Builds and enqueues a schema-form record: tags and values, no names.
@@ -470,8 +470,8 @@ class alignas(64) Client::Impl {
   // ---- The rest -----------------------------------------------------------------------
 
   // Returns the new schema's id.
-  std::uint32_t add_schema(std::initializer_list<std::string_view> inputs,
-                           std::initializer_list<std::string_view> outputs) {
+  std::uint32_t add_schema(std::span<const std::string_view> inputs,
+                           std::span<const std::string_view> outputs) {
     if (inputs.size() > 255 || outputs.size() > 255) {
       throw Error("schema: at most 255 input and 255 output names");
     }
@@ -687,8 +687,30 @@ LogResult Client::log_event(std::string_view name, std::initializer_list<Field> 
   return impl_->log_event(name, fields.begin(), fields.size(), priority);
 }
 
+LogResult Client::log_prediction(std::span<const Field> inputs, std::span<const Field> output,
+                                 Priority priority) noexcept {
+  return impl_->log_named(inputs.data(), inputs.size(), output.data(), output.size(), priority);
+}
+
+LogResult Client::log_prediction(const Schema& schema, std::span<const Value> inputs,
+                                 std::span<const Value> output, Priority priority) noexcept {
+  return impl_->log_values(schema.client_id_, schema.id_, schema.n_inputs_, schema.n_outputs_,
+                           inputs, output, priority);
+}
+
+LogResult Client::log_event(std::string_view name, std::span<const Field> fields,
+                            Priority priority) noexcept {
+  return impl_->log_event(name, fields.data(), fields.size(), priority);
+}
+
 Schema Client::schema(std::initializer_list<std::string_view> inputs,
                       std::initializer_list<std::string_view> outputs) {
+  return schema_of(std::span<const std::string_view>(inputs.begin(), inputs.size()),
+                   std::span<const std::string_view>(outputs.begin(), outputs.size()));
+}
+
+Schema Client::schema_of(std::span<const std::string_view> inputs,
+                         std::span<const std::string_view> outputs) {
   Schema s;
   s.client_id_ = impl_->id();
   s.n_inputs_ = static_cast<std::uint16_t>(inputs.size());
