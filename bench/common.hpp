@@ -2,7 +2,7 @@
 // directories, a start gate for producer threads, and the W1/W2 workloads.
 //
 // Every figure these programs print is meant to be read as a ratio against a contestant
-// measured in the same run (see /work/shared/bench-method.md): the machines are shared
+// measured in the same run (see bench/method.md): the machines are shared
 // and noisy, so absolute numbers only describe the moment they were taken.
 #pragma once
 

@@ -1,6 +1,6 @@
 // flightlog-bench-latency: the hot-path latency of logging one W1 prediction (4 double
 // inputs, 1 double output, priority NORMAL), against the floor of the queue flightlog is
-// built on and against spdlog's asynchronous logger. Method: /work/shared/bench-method.md.
+// built on and against spdlog's asynchronous logger. Method: bench/method.md.
 //
 // Contestants, run one after another, each with its own consumer thread(s) running:
 //   floor   moodycamel::ConcurrentQueue<Pod64>::try_enqueue(token, pod) of a 64-byte POD

@@ -1,7 +1,7 @@
 // flightlog-bench-throughput: durable records per second, from the first call until
 // flush() returns, for W1 (all NORMAL) and W2 (5% CRITICAL, 15% HIGH, 60% NORMAL, 20% LOW),
 // with 1 and 4 producer threads, in every Durability mode. Method:
-// /work/shared/bench-method.md.
+// bench/method.md.
 //
 // Contestants in the same run, storing byte-identical records (pre-encoded with the
 // library's own RecordEncoder, outside the timed region):

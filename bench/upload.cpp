@@ -1,5 +1,5 @@
 // flightlog-bench-upload: upload throughput, from a journal of W2 records until the
-// journal is empty. Method: /work/shared/bench-method.md ("Upload throughput").
+// journal is empty. Method: bench/method.md ("Upload throughput").
 //
 // 1. A journal of --records W2 records is built once (not timed): a Client without an
 //    endpoint logs them in the schema form (4 double features, 1 double prediction;

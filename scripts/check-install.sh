@@ -16,7 +16,7 @@ cmake --build "$work/build"
 PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs flightlog >/dev/null
 echo '#include <flightlog/flightlog.hpp>
 int main() { flightlog::Options o; o.offline_dir = "'"$work"'/pc-journal"; flightlog::Client c(o); return 0; }' > "$work/pc.cpp"
-g++ -o "$work/pc" "$work/pc.cpp" $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs --static flightlog)
+g++ -o "$work/pc" "$work/pc.cpp" $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs flightlog)
 "$work/pc"
 # The README's quick start (its first C++ block) compiles as written, inside a main()
 # that declares the values it logs, against the installed headers.

@@ -22,7 +22,7 @@ constexpr const char* kDescription =
 
 constexpr const char* kFooter =
     "Examples:\n"
-    "  flightlog-demo                                 the default run (about 22 s)\n"
+    "  flightlog-demo                                 the default run (about 21 s)\n"
     "  flightlog-demo --duration 5 --rate 5000        a short, light run\n"
     "  flightlog-demo --threads 2 --offline-seconds 10 --duration 15\n"
     "  flightlog-demo --dir /tmp/j --out /tmp/demo    keep the journal, plots in /tmp/demo\n"

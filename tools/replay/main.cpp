@@ -116,8 +116,9 @@ struct Args {
   bool dry_run = false;
   std::size_t batch_records = 0;
   std::size_t batch_bytes = 0;
-  unsigned max_attempts = 3;
-  unsigned backoff_base_ms = 1000;
+  unsigned max_attempts = 0;
+  unsigned backoff_base_ms = 0;
+  // 30 s, not the Client's 5 min: a replay is run by someone waiting for it to end.
   unsigned backoff_cap_ms = 30000;
   unsigned connect_timeout_ms = 0;
   unsigned request_timeout_ms = 0;
@@ -129,6 +130,8 @@ void add_options(CLI::App& app, Args& a, const fl::Options& defaults) {
   a.clickhouse_user = defaults.clickhouse_user;
   a.batch_records = defaults.upload_batch_max_records;
   a.batch_bytes = defaults.upload_batch_max_bytes;
+  a.max_attempts = defaults.max_attempts;
+  a.backoff_base_ms = static_cast<unsigned>(defaults.backoff_base.count());
   a.connect_timeout_ms = static_cast<unsigned>(defaults.connect_timeout.count());
   a.request_timeout_ms = static_cast<unsigned>(defaults.request_timeout.count());
   app.add_option("source_dir", a.source, "Journal to replay from (read only)")->required();
@@ -139,7 +142,8 @@ void add_options(CLI::App& app, Args& a, const fl::Options& defaults) {
                                     "Copy the records into the journal in this directory "
                                     "(created if missing); copies get new ids");
   endpoint->excludes(to_journal);
-  const std::string g = "Delivery (--endpoint; defaults as the Client's Options)";
+  const std::string g =
+      "Delivery (--endpoint; defaults as the Client's Options, except --backoff-cap-ms)";
   app.add_option("--format", a.format, "Body format: ndjson or clickhouse (Options::upload_format)")
       ->check(CLI::IsMember({"ndjson", "clickhouse"}))
       ->capture_default_str()
@@ -170,7 +174,8 @@ void add_options(CLI::App& app, Args& a, const fl::Options& defaults) {
   app.add_option("--backoff-base-ms", a.backoff_base_ms, "Backoff base")
       ->capture_default_str()
       ->group(g);
-  app.add_option("--backoff-cap-ms", a.backoff_cap_ms, "Backoff cap")
+  app.add_option("--backoff-cap-ms", a.backoff_cap_ms,
+                 "Backoff cap, also the longest Retry-After obeyed (the Client's is 5 min)")
       ->capture_default_str()
       ->group(g);
   app.add_option("--connect-timeout-ms", a.connect_timeout_ms, "Connect timeout")
