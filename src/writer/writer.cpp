@@ -128,7 +128,10 @@ void Writer::drain_loop() {
     const std::uint64_t ticket = flush_requested_.load(std::memory_order_seq_cst);
     tick_clock(std::chrono::steady_clock::now());
     const bool drained = drain_pass();
-    if (drained && ticket > filling_->ticket) filling_->ticket = ticket;
+    // Only a ticket no batch has carried yet: a batch whose ticket is already handed over
+    // completes no flush, and would make the commit thread wait for the device
+    // (Durability::Periodic) for nothing, on every commit from the first flush() on.
+    if (drained && ticket > std::max(filling_->ticket, handed_ticket)) filling_->ticket = ticket;
 
     std::unique_lock lock(mu_);
     auto has_work = [&] { return !filling_->records.empty() || filling_->ticket > handed_ticket; };
