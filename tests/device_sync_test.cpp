@@ -110,3 +110,65 @@ TEST(DeviceSync, PeriodicCommitsAfterAFlushDoNotEachFlushTheDevice) {
   ASSERT_TRUE(c.flush_for(kWait));
   EXPECT_GE(g_fdatasyncs.load() - syncs_before_flush, 1);
 }
+
+// A device flush that fails leaves the records committed but maybe not on the device:
+// the flush that waited for it must not report success, and the status says why.
+TEST(DeviceSync, PeriodicFlushDoesNotAcknowledgeRecordsWhoseDeviceFlushFailed) {
+  fl::test::TempDir tmp;
+  const auto dir = tmp / "j";
+  {
+    fl::Client c(periodic_options(dir, 1h));  // only flush() flushes the device
+    log_one(c, 1);
+    ASSERT_TRUE(c.flush_for(kWait));
+    {
+      FailingDeviceFlushes failing;
+      const long syncs_before = g_fdatasyncs.load();
+      log_one(c, 2);
+      EXPECT_FALSE(c.flush_for(kWait));
+      EXPECT_GE(g_fdatasyncs.load() - syncs_before, 1) << "the flush did not try the device";
+      auto s = c.get_offline_status();
+      EXPECT_EQ(s.device_sync_failures, 1u);
+      EXPECT_TRUE(contains(s.last_journal_error, "device flush failed")) << s.last_journal_error;
+      EXPECT_TRUE(contains(s.last_journal_error, "Input/output error")) << s.last_journal_error;
+
+      // flush() cannot report it; it returns rather than wait for a failing device, and
+      // the failure is counted.
+      log_one(c, 3);
+      c.flush();
+      s = c.get_offline_status();
+      EXPECT_EQ(s.device_sync_failures, 2u);
+      EXPECT_EQ(s.committed_total, 3u);
+      EXPECT_EQ(s.dropped.journal_error, 0u);  // nothing was dropped: the records are there
+    }
+    // The device works again: the next flush is acknowledged.
+    log_one(c, 4);
+    EXPECT_TRUE(c.flush_for(kWait));
+    EXPECT_EQ(c.get_offline_status().committed_total, 4u);
+  }
+  // A new Client sees all four records in the journal.
+  fl::Client c(fl::test::test_options(dir));
+  EXPECT_EQ(c.get_offline_status().queue_size, 4u);
+}
+
+// A periodic device flush that fails while no flush() waits is reported by the next
+// flush(): records it covered were logged before that flush, and a later successful
+// fdatasync does not bring back pages the failed one may have marked clean.
+TEST(DeviceSync, FailedPeriodicDeviceFlushIsReportedByTheNextFlush) {
+  fl::test::TempDir tmp;
+  fl::Client c(periodic_options(tmp / "j", 5ms));
+  log_one(c, 1);
+  ASSERT_TRUE(c.flush_for(kWait));
+  {
+    FailingDeviceFlushes failing;
+    log_one(c, 2);
+    ASSERT_TRUE(eventually([&] { return c.get_offline_status().device_sync_failures >= 1; }))
+        << "no periodic device flush failed";
+  }
+  EXPECT_FALSE(c.flush_for(kWait));
+  const auto s = c.get_offline_status();
+  EXPECT_TRUE(contains(s.last_journal_error, "device flush failed")) << s.last_journal_error;
+  EXPECT_EQ(s.committed_total, 2u);
+  // Reported once: the device works again, so the next flush is acknowledged.
+  log_one(c, 3);
+  EXPECT_TRUE(c.flush_for(kWait));
+}

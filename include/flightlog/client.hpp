@@ -91,9 +91,14 @@ struct OfflineStatus {
   std::string journal_id;              // instance id, the prefix of every record id
   std::size_t journal_map_bytes = 0;   // current map size
   std::size_t journal_used_bytes = 0;  // pages in use (data + free list)
-  // Why the journal last dropped records (dropped.journal_full or .journal_error), e.g.
-  // "journal is full at journal_max_bytes (...)"; empty if it never did.
+  // Why the journal last dropped records (dropped.journal_full or .journal_error) or
+  // last failed to flush to the device (device_sync_failures), e.g. "journal is full at
+  // journal_max_bytes (...)"; empty if it never did.
   std::string last_journal_error;
+  // Durability::Periodic: device flushes (periodic or for flush()) that failed since
+  // start; last_journal_error says why. What was committed before one is in the journal
+  // but may not survive a power loss; see flush().
+  std::uint64_t device_sync_failures = 0;
   DropCounts dropped;
 };
 
@@ -177,10 +182,18 @@ class Client {
 
   // Returns once everything logged (by any thread) before the call is committed to
   // the journal under Options::durability, or dropped and counted (journal full).
+  // Durability::Periodic: flush() also flushes the device. If that fails (or a periodic
+  // device flush failed since the last flush() that returned), flush() still returns,
+  // without retrying (after a failed fdatasync Linux may mark the unwritten pages clean,
+  // so a retry that succeeds proves nothing): the records are committed, and are
+  // uploaded as usual, but may not survive a power loss. The status counts it
+  // (device_sync_failures, last_journal_error); use flush_for() to be told.
   void flush();
-  // As flush(), giving up after `timeout`; returns whether flush() would have returned:
-  // true once everything logged before the call is committed or counted as dropped
-  // (get_offline_status().dropped says which), false on timeout.
+  // As flush(), giving up after `timeout`; returns whether flush() would have returned
+  // with its guarantee: true once everything logged before the call is committed or
+  // counted as dropped (get_offline_status().dropped says which); false on timeout, and
+  // false in Durability::Periodic when a device flush failed as described for flush()
+  // (the next call, if its device flush succeeds, returns true again).
   bool flush_for(std::chrono::milliseconds timeout);
 
   // --- Crash flush (opt-in, process-wide) ----------------------------------------------

@@ -513,6 +513,7 @@ class alignas(64) Client::Impl {
     s.failed_count = c.entries[static_cast<std::size_t>(RecordSet::Failed)];
     s.committed_total = writer_counters_.committed.load(std::memory_order_relaxed);
     s.commits_total = writer_counters_.commits.load(std::memory_order_relaxed);
+    s.device_sync_failures = writer_counters_.device_sync_failures.load(std::memory_order_relaxed);
     s.next_seq = c.next_seq;
     s.journal_id = journal_->journal_id();
     s.journal_map_bytes = c.map_bytes;

@@ -25,14 +25,15 @@ struct alignas(64) WriterCounters {
   std::atomic<std::uint64_t> journal_full{0};
   std::atomic<std::uint64_t> journal_error{0};
   std::atomic<std::uint64_t> malformed{0};  // in-memory records the writer could not read
+  std::atomic<std::uint64_t> device_sync_failures{0};  // Durability::Periodic's flushes
   // Records drained from the queues into a batch and not yet committed (or dropped):
   // up to two batches' worth. Lowered after the journal published the commit's counts,
   // so the status may count a record twice for an instant, never zero times.
   std::atomic<std::uint64_t> in_batches{0};
 
-  // Why the journal last dropped records (journal_full or journal_error); empty if it
-  // never did. Written only when records are dropped, so the mutex costs nothing on
-  // commits that succeed.
+  // Why the journal last dropped records (journal_full or journal_error) or last failed
+  // to flush to the device; empty if it never did. Written only on such failures, so
+  // the mutex costs nothing on commits that succeed.
   void set_journal_error(std::string why) {
     std::lock_guard lock(error_mu_);
     journal_error_text_ = std::move(why);

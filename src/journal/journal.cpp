@@ -887,8 +887,8 @@ std::size_t Journal::requeue_failed(std::optional<Priority> only) {
   return rc == 0 ? moved : 0;
 }
 
-void Journal::sync_to_device() {
-  if (env_ != nullptr) mdb_env_sync(env_, 1);
+int Journal::sync_to_device() {
+  return env_ != nullptr ? mdb_env_sync(env_, 1) : MDB_PANIC;
 }
 
 std::uint64_t Journal::scan(RecordSet set, std::uint64_t from_seq, std::size_t limit,

@@ -149,8 +149,10 @@ class Journal {
   // many.
   std::size_t requeue_failed(std::optional<Priority> only);
 
-  // Write side. Flushes the environment to the device (mdb_env_sync, forced).
-  void sync_to_device();
+  // Write side. Flushes the environment to the device (mdb_env_sync, forced). Returns 0,
+  // or the error (an errno such as EIO, or MDB_PANIC for a journal lost to a failed
+  // growth): then what was committed since the last good flush may not be on the device.
+  int sync_to_device();
 
   // Any thread. Visits records of `set` with seq >= from_seq in key order, at most
   // `limit`, inside one short read transaction; `fn` must not keep the spans. Returns

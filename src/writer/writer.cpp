@@ -102,7 +102,10 @@ bool Writer::flush(std::optional<std::chrono::steady_clock::time_point> deadline
   } else {
     done_.wait_until(lock, *deadline, done);
   }
-  return flush_done_ >= ticket;
+  // A later failure may have raised sync_failed_through_ past a ticket that completed
+  // well before this thread woke: then this reports a failure it need not, never the
+  // reverse.
+  return flush_done_ >= ticket && sync_failed_through_ < ticket;
 }
 
 std::uint64_t Writer::emergency_request() noexcept {
@@ -351,12 +354,27 @@ void Writer::commit_loop() {
     const bool flush_waits = batch != nullptr && batch->ticket > 0;
     if (config_.durability == Durability::Periodic &&
         (now - last_device_sync_ >= config_.periodic_sync_interval || flush_waits)) {
-      journal_.sync_to_device();
+      if (const int rc = journal_.sync_to_device(); rc != 0) {
+        // Not retried: after a failed fdatasync Linux may mark the pages clean, so a
+        // second call can succeed without writing them. The records committed since the
+        // last good flush are in the journal, but a power loss may take them.
+        bump(counters_.device_sync_failures);
+        counters_.set_journal_error(std::string("device flush failed: ") + mdb_strerror(rc) +
+                                    "; records committed since the last successful flush "
+                                    "may not survive a power loss");
+        sync_failure_unreported_ = true;
+      }
       last_device_sync_ = now;
     }
     if (batch != nullptr) {
       std::lock_guard lock(mu_);
       if (batch->ticket > flush_done_) {
+        // The flushes this batch completes cover every record committed before it, so
+        // a failed device flush since the last completed flush fails them all (once).
+        if (sync_failure_unreported_) {
+          sync_failed_through_ = batch->ticket;
+          sync_failure_unreported_ = false;
+        }
         flush_done_ = batch->ticket;
         flush_done_published_.store(flush_done_, std::memory_order_release);
         done_.notify_all();

@@ -78,7 +78,9 @@ class Writer {
   void stop();
 
   // Waits until everything enqueued before the call is committed (or dropped and
-  // counted). False if `deadline` passed first.
+  // counted). False if `deadline` passed first, or (Durability::Periodic) if a device
+  // flush failed since the last flush that completed before this one: the records are
+  // committed but may not survive a power loss.
   bool flush(std::optional<std::chrono::steady_clock::time_point> deadline);
 
   // ---- Crash flush (src/core/crash_flush.hpp) ----------------------------------------
@@ -171,6 +173,8 @@ class Writer {
 
   // Commit thread only.
   std::chrono::steady_clock::time_point last_device_sync_;
+  // A device flush failed and no flush ticket has been completed (as failed) since.
+  bool sync_failure_unreported_ = false;
 
   // Shared, under mu_.
   std::mutex mu_;
@@ -179,6 +183,8 @@ class Writer {
   std::condition_variable done_;         // flush() waits on it
   Batch* ready_ = nullptr;               // handed to the commit thread, until committed
   std::uint64_t flush_done_ = 0;
+  // Tickets up to this one completed after a failed device flush (see flush()).
+  std::uint64_t sync_failed_through_ = 0;
   bool drain_exited_ = false;
   bool commit_exited_ = false;
   std::deque<std::function<void()>> commands_;
