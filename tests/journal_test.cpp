@@ -699,6 +699,51 @@ TEST(JournalEviction, OneBatchOverTheLimitKeepsTheHighestPriorities) {
   EXPECT_EQ(recs.size(), 6u);
 }
 
+TEST(JournalEviction, RetryFailedKeepsTheLimitEvictingInTheSameTransaction) {
+  fl::test::TempDir tmp;
+  const auto dir = tmp / "j";
+  auto o = fl::test::test_options(dir);
+  o.offline_max_queue_size = 5;
+  using P = fl::Priority;
+  std::uint64_t next = 0;
+  {
+    fl::Client c(o);
+    log_numbered(c, 100, 5, P::Low);  // LOW 100..104: the queue is at its limit
+    c.flush();
+    next = c.get_offline_status().next_seq;
+  }
+  // Five failed records: NORMAL 200..202 and LOW 300, 301.
+  {
+    fl::test::RawLmdb raw(dir);
+    auto put_failed = [&](std::uint64_t seq, P p, std::int64_t n) {
+      const auto rec =
+          fl::test::encode_record(fd::kKindPrediction, p, now_ns(), {}, {{"n", n}}, {{"p", 0.5}});
+      const auto failed = fd::with_failure({rec.data(), rec.size()}, 3, 400, "rejected");
+      raw.put_seq("failed", seq, {failed.data(), failed.size()});
+    };
+    for (std::int64_t i = 0; i < 3; ++i) put_failed(next++, P::Normal, 200 + i);
+    for (std::int64_t i = 0; i < 2; ++i) put_failed(next++, P::Low, 300 + i);
+  }
+  {
+    fl::Client c(o);
+    ASSERT_EQ(c.get_offline_status().failed_count, 5u);
+    EXPECT_EQ(c.retry_failed(), 5u);
+    // 10 queued: the 5 oldest of the lowest priority (the LOW ones queued first) go.
+    const auto s = c.get_offline_status();
+    EXPECT_EQ(s.queue_size, 5u);
+    EXPECT_EQ(s.failed_count, 0u);
+    EXPECT_EQ(s.queue_size_by_priority, (std::array<std::size_t, 4>{0, 0, 3, 2}));
+    EXPECT_EQ(s.dropped.evicted, (std::array<std::uint64_t, 4>{0, 0, 0, 5}));
+  }
+  const auto recs = read_journal(dir);
+  EXPECT_EQ(numbers_in(recs, fd::RecordSet::Normal), (std::vector<std::int64_t>{200, 201, 202}));
+  EXPECT_EQ(numbers_in(recs, fd::RecordSet::Low), (std::vector<std::int64_t>{300, 301}));
+  EXPECT_TRUE(numbers_in(recs, fd::RecordSet::Failed).empty());
+  // The evictions are persistent, like those of a commit.
+  fl::Client c(o);
+  EXPECT_EQ(c.get_offline_status().dropped.evicted, (std::array<std::uint64_t, 4>{0, 0, 0, 5}));
+}
+
 // ---- cleanup_offline_queue ------------------------------------------------------------------
 
 TEST(JournalCleanup, RemovesQueuedAndFailedRecordsOlderThanTheCutoff) {

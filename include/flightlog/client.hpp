@@ -252,7 +252,9 @@ class Client {
   SyncResult sync_offline_queue();
 
   // Moves failed records back to the queue (all, or those of one priority) with their
-  // attempts reset and their ids unchanged. Returns how many.
+  // attempts reset and their ids unchanged. Returns how many. offline_max_queue_size
+  // holds for them too: beyond it the oldest queued records of the lowest priority are
+  // evicted (and counted in dropped.evicted) at once, which may be some of those moved.
   std::size_t retry_failed(std::optional<Priority> only = std::nullopt);
 
   // Deletes queued and failed records whose timestamp is older than now - older_than,

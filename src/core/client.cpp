@@ -225,7 +225,8 @@ class alignas(64) Client::Impl {
   SyncResult sync() { return uploader_ ? uploader_->sync_now() : SyncResult{}; }
 
   std::size_t retry_failed(std::optional<Priority> only) {
-    return writer_->call([&] { return journal_->requeue_failed(only); });
+    return writer_->call(
+        [&] { return journal_->requeue_failed(only, options_.offline_max_queue_size); });
   }
 
   std::uint64_t id() const noexcept { return id_; }

@@ -495,6 +495,39 @@ int Journal::touch_meta() {
   return rc;
 }
 
+int Journal::evict_over(MDB_txn* txn, std::size_t max_queued, std::array<std::size_t, 4>& evicted) {
+  if (max_queued == 0) return 0;
+  std::uint64_t queued = 0;
+  std::array<std::uint64_t, 4> per{};
+  for (std::size_t p = 0; p < 4; ++p) {
+    MDB_stat st{};
+    mdb_stat(txn, dbi_[p], &st);
+    per[p] = st.ms_entries;
+    queued += st.ms_entries;
+  }
+  int rc = 0;
+  // Lowest priority first, oldest first within it.
+  for (std::size_t p = 4; p-- > 0 && queued > max_queued && rc == 0;) {
+    Cursor c(txn, dbi_[p]);
+    MDB_val ck, cv;
+    while (queued > max_queued && per[p] > 0) {
+      rc = mdb_cursor_get(c.get(), &ck, &cv, MDB_FIRST);
+      if (rc == 0) rc = mdb_cursor_del(c.get(), 0);
+      if (rc != 0) break;
+      --per[p];
+      --queued;
+      ++evicted[p];
+    }
+  }
+  if (rc == 0 && evicted != std::array<std::size_t, 4>{}) {
+    auto total = evicted_;
+    for (std::size_t p = 0; p < 4; ++p) total[p] += evicted[p];
+    MDB_val ek = key_of("evicted"), ev = val_of(total.data(), sizeof total);
+    rc = mdb_put(txn, meta_dbi_, &ek, &ev, 0);
+  }
+  return rc;
+}
+
 CommitOutcome Journal::commit_whole(std::span<const std::byte> arena,
                                     std::span<const PendingRecord> records,
                                     std::size_t max_queued) {
@@ -528,40 +561,12 @@ CommitOutcome Journal::commit_whole(std::span<const std::byte> arena,
       if (rc != 0) break;
     }
     std::array<std::size_t, 4> evicted{};
-    if (rc == 0 && max_queued != 0) {
-      std::uint64_t queued = 0;
-      std::array<std::uint64_t, 4> per{};
-      for (std::size_t p = 0; p < 4; ++p) {
-        MDB_stat st{};
-        mdb_stat(txn.get(), dbi_[p], &st);
-        per[p] = st.ms_entries;
-        queued += st.ms_entries;
-      }
-      // Lowest priority first, oldest first within it.
-      for (std::size_t p = 4; p-- > 0 && queued > max_queued && rc == 0;) {
-        Cursor c(txn.get(), dbi_[p]);
-        MDB_val ck, cv;
-        while (queued > max_queued && per[p] > 0) {
-          rc = mdb_cursor_get(c.get(), &ck, &cv, MDB_FIRST);
-          if (rc == 0) rc = mdb_cursor_del(c.get(), 0);
-          if (rc != 0) break;
-          --per[p];
-          --queued;
-          ++evicted[p];
-        }
-      }
-    }
+    if (rc == 0) rc = evict_over(txn.get(), max_queued, evicted);
     if (rc == 0) {
       unsigned char next[8];
       be64(seq, next);
       MDB_val k = key_of("next_seq"), v = val_of(next, 8);
       rc = mdb_put(txn.get(), meta_dbi_, &k, &v, 0);
-      if (rc == 0 && evicted != std::array<std::size_t, 4>{}) {
-        auto total = evicted_;
-        for (std::size_t p = 0; p < 4; ++p) total[p] += evicted[p];
-        MDB_val ek = key_of("evicted"), ev = val_of(total.data(), sizeof total);
-        rc = mdb_put(txn.get(), meta_dbi_, &ek, &ev, 0);
-      }
     }
     if (rc == 0 && over_record_budget(txn.get())) rc = MDB_MAP_FULL;
     if (rc == 0) {
@@ -848,10 +853,12 @@ std::size_t Journal::move_to_failed(std::span<const RecordRef> refs, std::uint16
   });
 }
 
-std::size_t Journal::requeue_failed(std::optional<Priority> only) {
+std::size_t Journal::requeue_failed(std::optional<Priority> only, std::size_t max_queued) {
   std::size_t moved = 0;
+  const auto evicted_before = evicted_;
   const int rc = write_txn([&](MDB_txn* txn) {
     moved = 0;
+    evicted_ = evicted_before;  // write_txn may run the body again after growing the map
     // Collect first: putting into another DB while iterating this one is fine in LMDB,
     // but deleting under the cursor while we also put keeps the loop simpler this way.
     struct Item {
@@ -882,8 +889,19 @@ std::size_t Journal::requeue_failed(std::optional<Priority> only) {
       }
       ++moved;
     }
+    // Records moved back count against max_queued as committed ones do; evicting them in
+    // this transaction keeps the queue from ever passing the limit (the next commit would
+    // evict them, but a journal nothing is logged to would stay over it).
+    std::array<std::size_t, 4> evicted{};
+    if (const int e = evict_over(txn, max_queued, evicted); e != 0) return e;
+    // Set before write_txn commits, so that the counts it publishes include them.
+    for (std::size_t p = 0; p < 4; ++p) evicted_[p] += evicted[p];
     return 0;
   });
+  if (rc != 0 && evicted_ != evicted_before) {
+    evicted_ = evicted_before;
+    refresh_counts();
+  }
   return rc == 0 ? moved : 0;
 }
 

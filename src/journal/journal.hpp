@@ -145,9 +145,11 @@ class Journal {
                              std::string_view reason);
 
   // Moves failed records (all, or those of one priority) back to their priority's queue
-  // with attempts reset, keeping their sequence numbers (and so their ids). Returns how
-  // many.
-  std::size_t requeue_failed(std::optional<Priority> only);
+  // with attempts reset, keeping their sequence numbers (and so their ids), then evicts
+  // as commit() does while more than `max_queued` are queued (0 = no limit), in the same
+  // transaction; the records moved back, being old, may be among those evicted. Returns
+  // how many moved.
+  std::size_t requeue_failed(std::optional<Priority> only, std::size_t max_queued);
 
   // Write side. Flushes the environment to the device (mdb_env_sync, forced). Returns 0,
   // or the error (an errno such as EIO, or MDB_PANIC for a journal lost to a failed
@@ -192,6 +194,11 @@ class Journal {
   // commit_whole(), else the first half and the rest, recursively (see commit()).
   CommitOutcome commit_what_fits(std::span<const std::byte> arena,
                                  std::span<const PendingRecord> records, std::size_t max_queued);
+  // Evicts the oldest records of the lowest priority while more than `max_queued` (0 =
+  // no limit) are queued, adds them to `evicted` and writes the persistent totals
+  // (evicted_ plus these) to meta. Returns an LMDB code; evicted_ is left to the caller,
+  // to update once the transaction commits.
+  int evict_over(MDB_txn* txn, std::size_t max_queued, std::array<std::size_t, 4>& evicted);
   // True if the map is at max_map_bytes and the records' pages pass 7/8 of it.
   bool over_record_budget(MDB_txn* txn) const;
   // Commits a no-op write (next_seq rewritten), so pages freed by the last transaction
