@@ -798,6 +798,47 @@ TEST(JournalCleanup, RemovesQueuedAndFailedRecordsOlderThanTheCutoff) {
   EXPECT_TRUE(read_journal(dir).empty());
 }
 
+// A record whose checksum fails may have any timestamp: cleanup keeps it (for the dump
+// to report), however old its timestamp bytes now look.
+TEST(JournalCleanup, KeepsADamagedRecordWhoseTimestampLooksOld) {
+  fl::test::TempDir tmp;
+  const auto dir = tmp / "j";
+  const auto o = fl::test::test_options(dir);
+  std::uint64_t next = 0;
+  {
+    fl::Client c(o);
+    log_numbered(c, 0, 3);
+    c.flush();
+    next = c.get_offline_status().next_seq;
+  }
+  // A record of now whose timestamp lost bit 60 (on disk, after its checksum was
+  // computed): it now reads as a time in 1990.
+  const std::int64_t ts = now_ns();
+  ASSERT_NE(ts & (std::int64_t{1} << 60), 0);
+  auto damaged =
+      fl::test::encode_record(fd::kKindPrediction, fl::Priority::Normal, ts, {}, {{"n", -1}}, {});
+  damaged[8 + 7] ^= std::byte{0x10};  // the timestamp is little-endian at offset 8
+  fd::DecodedRecord rec;
+  ASSERT_EQ(fd::decode_record({damaged.data(), damaged.size()}, rec), "checksum mismatch");
+  {
+    fl::test::RawLmdb raw(dir);
+    raw.put_seq("normal", next, {damaged.data(), damaged.size()});
+  }
+  {
+    fl::Client c(o);
+    EXPECT_EQ(c.cleanup_offline_queue(std::chrono::days{7}), 0u);
+    std::this_thread::sleep_for(20ms);
+    EXPECT_EQ(c.cleanup_offline_queue(0s), 3u);  // the three good records only
+    const auto s = c.get_offline_status();
+    EXPECT_EQ(s.queue_size, 1u);
+    EXPECT_EQ(s.dropped.cleaned_up, 3u);
+  }
+  const auto recs = read_journal(dir);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].seq, next);
+  EXPECT_EQ(recs[0].error, "checksum mismatch");
+}
+
 TEST(JournalCleanup, CountIsPersistentAndNegativeAgesThrow) {
   fl::test::TempDir tmp;
   const auto dir = tmp / "j";

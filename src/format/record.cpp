@@ -136,6 +136,9 @@ std::string decode_record(std::span<const std::byte> bytes, DecodedRecord& out) 
 bool peek_timestamp(std::span<const std::byte> bytes, std::int64_t& ts_ns) noexcept {
   if (bytes.size() < kRecordHeaderBytes) return false;
   if (static_cast<std::uint8_t>(bytes[0]) != kRecordVersion) return false;
+  // Cleanup deletes by this timestamp: a damaged one must not make a record look old
+  // (damaged records are kept for the dump to report).
+  if (load<std::uint32_t>(bytes.data() + 4) != record_crc(bytes)) return false;
   ts_ns = load<std::int64_t>(bytes.data() + 8);
   return true;
 }

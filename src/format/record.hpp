@@ -61,8 +61,8 @@ struct DecodedRecord {
 // reads outside `bytes`, whatever they hold).
 std::string decode_record(std::span<const std::byte> bytes, DecodedRecord& out);
 
-// Reads only the timestamp, for cleanup. False if the record is too short or of an
-// unknown version.
+// Reads only the timestamp (and checks the checksum), for cleanup. False if the record
+// is too short, of an unknown version, or fails its checksum.
 bool peek_timestamp(std::span<const std::byte> bytes, std::int64_t& ts_ns) noexcept;
 
 // Incremental encoder used by the writer: begin(), field()..., finish().
