@@ -107,6 +107,12 @@ struct SyncResult {
   std::size_t failed = 0;  // moved to the failed set in this pass
 };
 
+// Any range of strings (std::vector<std::string>, std::span<const std::string_view>, an
+// array of const char*, ...): what Client::schema() accepts for names known at run time.
+template <typename R>
+concept NameRange = std::ranges::input_range<R> &&
+    std::convertible_to<std::ranges::range_reference_t<R>, std::string_view>;
+
 class Client {
  public:
   // Opens (or creates) the journal and starts the writer thread. Throws flightlog::Error
@@ -166,9 +172,7 @@ class Client {
                 std::initializer_list<std::string_view> outputs);
   // The same for names in any range of strings (std::vector<std::string>, a span of
   // std::string_view, ...), e.g. read from a model's metadata.
-  template <std::ranges::input_range In, std::ranges::input_range Out>
-    requires std::convertible_to<std::ranges::range_reference_t<In>, std::string_view> &&
-             std::convertible_to<std::ranges::range_reference_t<Out>, std::string_view>
+  template <NameRange In, NameRange Out>
   Schema schema(const In& inputs, const Out& outputs) {
     std::vector<std::string_view> names;
     for (auto&& name : inputs) names.emplace_back(name);

@@ -237,8 +237,8 @@ class alignas(64) Client::Impl {
   // `Values`: std::initializer_list<Value> or std::span<const Value>.
   template <typename Values>
   [[gnu::always_inline]] LogResult log_values(std::uint64_t schema_owner, std::uint32_t schema_id,
-                                              std::size_t want_in, std::size_t want_out,
-                                              Values in, Values out, Priority p) noexcept {
+                                              std::size_t want_in, std::size_t want_out, Values in,
+                                              Values out, Priority p) noexcept {
     ProducerRegistry::prefetch_queue_state(static_cast<std::size_t>(p));
     if (closed_.load(std::memory_order_relaxed)) return reject(hot_.closed, LogResult::Closed);
     if (schema_owner != id_ || in.size() != want_in || out.size() != want_out) {
