@@ -737,6 +737,7 @@ TEST_P(HttpsStale, StaleKeptAliveConnectionIsReplacedTransparently) {
     EXPECT_EQ(client.stats().connections_opened, 2u);
     EXPECT_EQ(receiver.connections(), 2u);
     EXPECT_EQ(receiver.request_count(), 2u);  // the stale attempt never reached it
+    EXPECT_FALSE(second.resent_after_write);  // found closed before it was written
   }
 }
 
@@ -773,6 +774,7 @@ TEST(HttpsFaults, ResetWithoutAnswerOnAReusedConnectionIsResentOnce) {
   auto o = post(client, make_request("second"));
   EXPECT_EQ(o.result, HttpResult::Response) << describe(o);
   EXPECT_TRUE(o.stale_retried);
+  EXPECT_TRUE(o.resent_after_write);  // the first copy was written whole
   auto reqs = receiver.requests();
   ASSERT_EQ(reqs.size(), 3u);
   EXPECT_EQ(reqs[1].body, "second");

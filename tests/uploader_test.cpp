@@ -5,7 +5,9 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <atomic>
 #include <fstream>
+#include <future>
 #include <map>
 #include <set>
 #include <thread>
@@ -281,6 +283,53 @@ TEST_F(UploaderTest, DeliversEveryRecordOnceInPriorityOrder) {
   EXPECT_EQ(ids.size(), 2000u);
 }
 
+// A pass ships what was committed when it started: records logged meanwhile wait for
+// the next pass, so sync_offline_queue() returns even while logging outpaces the upload.
+TEST_F(UploaderTest, SyncReturnsWhileLoggingOutpacesTheUpload) {
+  ft::TlsReceiver rx;
+  auto slow = std::make_shared<std::atomic<bool>>(true);
+  rx.set_responder([slow](const ft::ReceivedRequest&) -> std::optional<ft::Reply> {
+    ft::Reply r;
+    if (*slow) r.delay = 20ms;  // at most 1,000 records a second in batches of 20
+    return r;
+  });
+  fl::Options o = options_for(rx);
+  o.upload_batch_max_records = 20;
+  o.request_timeout = 10000ms;
+  fl::Client c(o);
+  log_numbered(c, 0, 200);
+  // About 2,000 records a second, until the sync returns.
+  std::atomic<bool> stop{false};
+  std::atomic<std::int64_t> logged{200};
+  std::thread logger([&] {
+    while (!stop) {
+      log_numbered(c, logged, 20);
+      logged += 20;
+      std::this_thread::sleep_for(10ms);
+    }
+  });
+  auto sync = std::async(std::launch::async, [&] { return c.sync_offline_queue(); });
+  const bool returned = sync.wait_for(60s) == std::future_status::ready;
+  stop = true;
+  logger.join();
+  *slow = false;
+  const fl::SyncResult r = sync.get();
+  EXPECT_TRUE(returned) << "the pass went on while records kept coming";
+  EXPECT_GE(r.synced, 200u);  // at least what was flushed before it started
+  // The rest goes in later passes, each record once.
+  c.flush();
+  const auto total = static_cast<std::uint64_t>(logged.load());
+  for (int i = 0; i < 20 && c.get_offline_status().synced_total < total; ++i) {
+    c.sync_offline_queue();
+  }
+  const auto st = c.get_offline_status();
+  EXPECT_EQ(st.synced_total, total);
+  EXPECT_EQ(st.queue_size, 0u);
+  std::set<std::int64_t> ns;
+  for (const auto& row : rows_of(rx.requests())) ns.insert(row.n);
+  EXPECT_EQ(ns.size(), total);
+}
+
 // A record the uploader cannot decode is never sent: it moves to failed, and the pass
 // that moved it counts it in its SyncResult as the status counts it.
 TEST_F(UploaderTest, DamagedRecordsMoveToFailedAndThePassCountsThem) {
@@ -303,6 +352,46 @@ TEST_F(UploaderTest, DamagedRecordsMoveToFailedAndThePassCountsThem) {
   EXPECT_EQ(st.queue_size, 0u);
   EXPECT_EQ(st.failed_count, 1u);
   EXPECT_EQ(rows_of(rx.requests()).size(), 20u);
+}
+
+// Records evicted while their upload was in flight are counted once, as evicted: the
+// delete that follows the 200 finds them gone, and synced counts what it removed.
+TEST_F(UploaderTest, RecordsEvictedInFlightAreNotAlsoCountedSynced) {
+  ft::TlsReceiver rx;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  rx.set_responder([released](const ft::ReceivedRequest& q) -> std::optional<ft::Reply> {
+    if (q.connection == 1 && q.index_on_connection == 0) released.wait_for(60s);
+    return std::nullopt;
+  });
+  fl::Options o = options_for(rx);
+  o.offline_max_queue_size = 100;
+  o.request_timeout = 120000ms;
+  fl::Client c(o);
+  auto log_low = [&c](std::int64_t first) {
+    for (std::int64_t n = first; n < first + 100; ++n) {
+      ASSERT_EQ(c.log_prediction({{"n", n}}, {{"prediction", 1.0}}, fl::Priority::Low),
+                fl::LogResult::Ok);
+    }
+    c.flush();
+  };
+  log_low(0);
+  auto sync = std::async(std::launch::async, [&] { return c.sync_offline_queue(); });
+  const bool in_flight = rx.wait_for_requests(1, 60000ms);
+  if (in_flight) log_low(100);  // evicts the 100 in flight
+  const auto before = c.get_offline_status();
+  release.set_value();
+  const fl::SyncResult r = sync.get();
+  ASSERT_TRUE(in_flight);
+  ASSERT_EQ(before.dropped.evicted[static_cast<std::size_t>(fl::Priority::Low)], 100u);
+  EXPECT_EQ(r.synced, 0u);
+  const auto st = c.get_offline_status();
+  EXPECT_EQ(st.synced_total, 0u);
+  EXPECT_EQ(st.dropped.evicted[static_cast<std::size_t>(fl::Priority::Low)], 100u);
+  EXPECT_EQ(st.queue_size, 100u);
+  // The next pass ships the 100 that replaced them, counted once each.
+  EXPECT_EQ(c.sync_offline_queue().synced, 100u);
+  EXPECT_EQ(c.get_offline_status().synced_total, 100u);
 }
 
 TEST_F(UploaderTest, AutoSyncRunsOnTheIntervalAndWhenABatchIsFull) {
@@ -338,6 +427,41 @@ TEST_F(UploaderTest, AutoSyncRunsOnTheIntervalAndWhenABatchIsFull) {
   EXPECT_EQ(st.synced_total + st.queue_size, 450u);
   EXPECT_GE(st.synced_total, 351u);
   EXPECT_GE(rx_batch.request_count(), 4u);
+}
+
+// A backlog of full batches starts passes early only while uploads succeed: after a
+// failure the next automatic pass waits for the interval too, so an outage shorter than
+// the interval costs each record one attempt, not all three (with the default backoff,
+// 0-1 s then 0-2 s, three attempts would fit in the outage).
+TEST_F(UploaderTest, ABriefOutageDoesNotUseUpTheAttemptsOfAFullBacklog) {
+  ft::TlsReceiver rx;
+  constexpr auto kOutage = 5s;  // from the first request on
+  auto first = std::make_shared<std::optional<std::chrono::steady_clock::time_point>>();
+  rx.set_responder([first, kOutage](const ft::ReceivedRequest& q) -> std::optional<ft::Reply> {
+    if (!*first) *first = q.received_at;
+    if (q.received_at - **first < kOutage) return ft::Reply::status_only(503);
+    return std::nullopt;
+  });
+  fl::Options o = options_for(rx, /*auto_sync=*/true);
+  o.backoff_base = 1000ms;  // the defaults
+  o.backoff_cap = 300000ms;
+  o.offline_sync_interval = 8s;  // longer than the outage
+  o.upload_batch_max_records = 100;
+  fl::Client c(o);
+  log_numbered(c, 0, 150);  // a full batch waits: the first pass starts at once
+  auto st = c.get_offline_status();
+  for (const auto deadline = std::chrono::steady_clock::now() + 90s;
+       st.synced_total < 150 && st.failed_count == 0 && std::chrono::steady_clock::now() < deadline;
+       st = c.get_offline_status()) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(st.failed_count, 0u);
+  EXPECT_EQ(st.synced_total, 150u);
+  EXPECT_EQ(st.queue_size, 0u);
+  // One request met the outage; the next waited for the interval.
+  const auto reqs = rx.requests();
+  ASSERT_GE(reqs.size(), 2u);
+  EXPECT_GE(reqs[1].received_at - reqs[0].received_at, kOutage);
 }
 
 TEST_F(UploaderTest, RetryableFailuresCountAttemptsThenFailThenRetryFailedDelivers) {
@@ -493,6 +617,30 @@ TEST_F(UploaderTest, ResetAfterSendingIsRetryableAndMayDuplicate) {
   for (const auto& row : rows_of(rx.requests())) ++seen[row.n];
   EXPECT_EQ(seen.size(), 30u);
   for (const auto& [n, times] : seen) EXPECT_LE(times, 2) << n;
+}
+
+// A kept-alive connection that takes a whole batch and is then reset without an answer
+// looks stale to the transport, which sends the batch again on a fresh connection: the
+// receiver may have both copies, and the status says so.
+TEST_F(UploaderTest, ABatchResentAfterAReusedConnectionFailedCountsAsPossiblyDuplicated) {
+  ft::TlsReceiver rx;
+  rx.script(ft::Reply{});                                          // first batch, kept alive
+  rx.script(ft::Reply::with_fault(ft::Fault::ResetAfterRequest));  // second: read, then RST
+  fl::Options o = options_for(rx);
+  o.upload_batch_max_records = 10;
+  fl::Client c(o);
+  log_numbered(c, 0, 20);
+  const auto r = c.sync_offline_queue();
+  EXPECT_EQ(r.synced, 20u);
+  EXPECT_EQ(r.failed, 0u);
+  const auto st = c.get_offline_status();
+  EXPECT_EQ(st.possibly_duplicated, 10u);
+  EXPECT_EQ(st.queue_size, 0u);
+  const auto reqs = rx.requests();
+  ASSERT_EQ(reqs.size(), 3u);
+  EXPECT_EQ(reqs[1].body, reqs[2].body);  // the second batch, twice
+  EXPECT_EQ(reqs[1].connection, 1u);
+  EXPECT_EQ(reqs[2].connection, 2u);
 }
 
 TEST_F(UploaderTest, TruncatedAndSlowResponsesAreRetryable) {

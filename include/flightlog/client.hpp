@@ -75,10 +75,14 @@ struct OfflineStatus {
                                  // 64-byte slots, approximate) or in the writer's batches
   std::size_t failed_count = 0;  // records in the journal's failed set
   std::optional<std::chrono::system_clock::time_point> last_sync_time;  // last upload
-  std::uint64_t synced_total = 0;                                       // uploaded since start
+  // Uploaded since start and then deleted from the journal. A record evicted or cleaned
+  // up while its upload was in flight is counted in `dropped` instead, not in both.
+  std::uint64_t synced_total = 0;
   std::uint64_t failed_total = 0;  // moved to the failed set since start
-  // Records sent in a request whose fate is unknown (reset or timeout after sending):
-  // the receiver may get them twice; ids let it drop the duplicates.
+  // Records sent in a request whose fate is unknown (reset or timeout after sending), or
+  // sent again on a fresh connection after a kept-alive one took the whole request and
+  // then failed without an answer: the receiver may get them twice; ids let it drop the
+  // duplicates.
   std::uint64_t possibly_duplicated = 0;
   std::chrono::milliseconds current_backoff{0};  // time until the next automatic attempt
   int consecutive_failures = 0;
@@ -103,7 +107,7 @@ struct OfflineStatus {
 };
 
 struct SyncResult {
-  std::size_t synced = 0;  // accepted by the endpoint in this pass
+  std::size_t synced = 0;  // accepted by the endpoint in this pass (as synced_total counts)
   std::size_t failed = 0;  // moved to the failed set in this pass
 };
 
@@ -251,8 +255,10 @@ class Client {
   OfflineStatus get_offline_status() const;
 
   // Uploads the journal now (one pass, ignoring any backoff) and returns how many
-  // records were synced and how many moved to the failed set in this pass. Returns
-  // zeros when no endpoint is set.
+  // records were synced and how many moved to the failed set in this pass. The pass
+  // covers the records committed when it starts (flush() first to include the latest);
+  // records logged meanwhile wait for the next one, so it returns even while logging
+  // outpaces the upload. Returns zeros when no endpoint is set.
   SyncResult sync_offline_queue();
 
   // Moves failed records back to the queue (all, or those of one priority) with their

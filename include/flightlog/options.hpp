@@ -120,7 +120,8 @@ struct Options {
   // Default 20000 records, so the 4 MiB bound decides for prediction-sized records
   // (~12,700 W2 records): measured on two 2-core VMs, 5-10% faster to a loopback
   // receiver and 12-31% faster to ClickHouse than 5000 (bench/results/upload.md).
-  // Background sync also starts as soon as this many records wait.
+  // Background sync also starts as soon as this many records wait (unless the last
+  // upload failed: see backoff_base).
   std::size_t upload_batch_max_records = 20000;
   std::size_t upload_batch_max_bytes = std::size_t{4} << 20;
 
@@ -135,10 +136,11 @@ struct Options {
   // Full-jitter exponential backoff: wait uniform(0, min(cap, base * 2^n)) after the
   // n-th consecutive failure; `Retry-After` is honoured as a lower bound (up to 1 hour:
   // a longer one is taken as 1 hour). The backoff holds automatic passes back; it does
-  // not bring them forward: the next one starts at the later of its end and the next
-  // `offline_sync_interval` (or once a full batch waits). So with the defaults a
-  // record's 3 attempts span about two intervals, and a short outage does not use them
-  // up. sync_offline_queue() does not wait for it.
+  // not bring them forward: after a failed upload the next automatic pass starts at the
+  // later of the backoff's end and the next `offline_sync_interval` tick, even when a
+  // full batch waits (that starts a pass early only while uploads succeed). So with the
+  // defaults a record's 3 attempts span about two intervals, and a short outage does
+  // not use them up. sync_offline_queue() does not wait for it.
   std::chrono::milliseconds backoff_base{1000};
   std::chrono::milliseconds backoff_cap{300000};
 

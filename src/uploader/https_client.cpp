@@ -4,6 +4,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -315,7 +316,8 @@ class HttpsClient::Impl {
   // What one send-and-receive on an open connection produced.
   struct Exchange {
     HttpOutcome outcome;
-    bool stale = false;  // failed before any response byte with a stale-connection error
+    bool stale = false;    // failed before any response byte with a stale-connection error
+    bool written = false;  // the request was written whole before it failed
   };
 
   net::awaitable<void> worker();
@@ -332,6 +334,9 @@ class HttpsClient::Impl {
 
   beast::tcp_stream& lowest();
   void drop_connection();
+  // True if the open, idle connection has something to read: the server's FIN or
+  // close_notify (a server sends nothing else between responses).
+  bool closed_while_idle();
   void begin_close();
   HttpOutcome failure(HttpResult r, std::string error) const;
   HttpOutcome cancelled() const {
@@ -501,6 +506,17 @@ beast::tcp_stream& HttpsClient::Impl::lowest() {
   return tls_ ? beast::get_lowest_layer(*tls_) : *plain_;
 }
 
+bool HttpsClient::Impl::closed_while_idle() {
+  // Bytes left over from the last response, or decrypted and not yet read, are as
+  // much a sign of a connection not to reuse as a pending FIN.
+  if (buffer_.size() > 0) return true;
+  if (tls_ && SSL_pending(tls_->native_handle()) > 0) return true;
+  pollfd p{};
+  p.fd = lowest().socket().native_handle();
+  p.events = POLLIN;
+  return ::poll(&p, 1, 0) > 0;  // readable, hung up or in error
+}
+
 void HttpsClient::Impl::drop_connection() {
   if (tls_ || plain_) {
     error_code ignored;
@@ -577,7 +593,16 @@ net::awaitable<HttpOutcome> HttpsClient::Impl::perform(HttpRequest& r) {
   // connection. A fresh connection is never retried here: the uploader decides.
   HttpOutcome outcome;
   bool stale_retried = false;
+  bool resent_after_write = false;
   for (int attempt = 0; attempt < 2; ++attempt) {
+    // A connection the server closed while it sat idle is replaced before the request
+    // is written to it: written into a dead connection, the request would have to be
+    // sent again, and a resend after a whole write may be a duplicate (below).
+    if (attempt == 0 && connected_ && closed_while_idle()) {
+      drop_connection();
+      ++stale_retries_;
+      stale_retried = true;
+    }
     bool reused = connected_;
     if (!connected_) {
       if (auto failed = co_await open_connection()) {
@@ -596,11 +621,15 @@ net::awaitable<HttpOutcome> HttpsClient::Impl::perform(HttpRequest& r) {
     if (ex.stale && reused && attempt == 0 && !closing_) {
       ++stale_retries_;
       stale_retried = true;
+      // Written whole, then EOF or reset with no answer: the server may have read the
+      // request and acted on it before the connection went. The resend may be a copy.
+      resent_after_write = ex.written;
       continue;
     }
     break;
   }
   outcome.stale_retried = stale_retried;
+  outcome.resent_after_write = resent_after_write;
   outcome.elapsed = Clock::now() - start;
   co_return outcome;
 }
@@ -772,6 +801,7 @@ net::awaitable<HttpsClient::Impl::Exchange> HttpsClient::Impl::exchange(
   ++requests_sent_;
   auto [write_ec, written] = co_await http::async_write(stream, request, kUseTuple);
   (void)written;
+  ex.written = !write_ec;
   // A fresh parser per message: interim responses may precede the real one.
   std::optional<http::response_parser<http::string_body>> parser;
   error_code read_ec;

@@ -7,11 +7,13 @@
 // - Nothing hangs: resolve+connect, TLS handshake, the request (write + read) and the
 //   TLS shutdown each have a timeout; close() and the destructor return within
 //   shutdown_timeout plus a little, whatever the server does.
-// - A kept-alive connection that the server closed while it sat idle is detected (the
-//   first write or read fails before any response byte) and the request is sent once
-//   more on a fresh connection. The server may have received the first copy if it
-//   reset after reading it, so requests must be idempotent (the uploader's batches
-//   carry stable record ids).
+// - A kept-alive connection that the server closed while it sat idle is detected
+//   before the request is written when its FIN or close_notify has already arrived,
+//   else when the first write or read fails before any response byte; the request is
+//   then sent once more on a fresh connection. The server may have received the first
+//   copy if it reset after reading it (the outcome's resent_after_write says the
+//   request had been written whole), so requests must be idempotent (the uploader's
+//   batches carry stable record ids).
 // - A Response has a final status and its headers read whole (kMaxResponseHeader at
 //   most, after kMaxInterimResponses interim ones at most); anything less is
 //   SentNoResponse, and the connection is closed, so a late answer is never read as the
@@ -118,6 +120,9 @@ struct HttpOutcome {
   std::string error;               // why, when not a Response; contains no header values
   bool reused_connection = false;  // the (last) attempt went over a kept-alive connection
   bool stale_retried = false;      // a stale kept-alive connection was replaced once
+  // The replaced connection had taken the whole request before it failed without an
+  // answer: the server may have it twice.
+  bool resent_after_write = false;
   // From the start of the attempt (connect and any stale retry included) to the
   // outcome; time spent queued behind earlier requests is not counted.
   std::chrono::steady_clock::duration elapsed{};

@@ -82,6 +82,7 @@ class HttpsTransport final : public Transport {
     out.body = std::move(o.body);
     if (o.retry_after) out.retry_after = std::chrono::milliseconds(*o.retry_after);
     out.error = std::move(o.error);
+    out.resent_after_write = o.resent_after_write;
     set_state(o.result == HttpResult::Response ? "connected"
                                                : std::string(http_result_name(o.result)));
     return out;

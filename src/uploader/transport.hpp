@@ -34,6 +34,9 @@ struct PostOutcome {
   std::string body;  // capped
   std::optional<std::chrono::milliseconds> retry_after;
   std::string error;  // short, never contains header values
+  // The request went out whole on a kept-alive connection that then failed without an
+  // answer, and was sent again: whatever the outcome, the receiver may have it twice.
+  bool resent_after_write = false;
 };
 
 class Transport {

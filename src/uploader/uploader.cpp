@@ -182,11 +182,16 @@ void Uploader::run() {
       std::uint64_t queued = 0;
       const auto counts = journal_.counts();
       for (std::size_t p = 0; p < 4; ++p) queued += counts.entries[p];
-      // On the interval, and as soon as a full batch waits (unless the last pass could
-      // not read part of the journal: the unreadable records would trigger it again and
-      // again; the interval still retries).
+      // On the interval, and as soon as a full batch waits, but only while uploads
+      // succeed. After a failure the next pass waits for the later of the backoff and the
+      // next interval tick: a backlog of full batches would otherwise bring the retries
+      // forward to the backoff's pace (well under a second at first), and a brief outage
+      // would use up every record's attempts. Nor after a pass that could not read part
+      // of the journal: the unreadable records would trigger it again and again; the
+      // interval still retries.
+      const bool failing = backoff_.failures() > 0;  // since the last success
       due = (now >= next_auto && queued > 0) ||
-            (queued >= config_.batch_max_records && !last_pass_unreadable_);
+            (queued >= config_.batch_max_records && !failing && !last_pass_unreadable_);
       if (now >= next_auto) next_auto = now + config_.interval;
     }
     if (manual_.empty() && !due) {
@@ -206,8 +211,13 @@ void Uploader::run() {
 // A pass overlaps its three stages, one batch apart: while batch k is on the wire, the
 // uploader renders batch k+1, and the writer's commit thread deletes batch k-1. Reading
 // on from per-priority cursors (not from the start) keeps a batch whose delete is still
-// pending out of the next one. Each batch is built afresh from every priority, so a
-// CRITICAL record logged during the pass still goes out in the next batch.
+// pending out of the next one. Each batch is built afresh from every priority, in sync
+// order.
+//
+// A pass ships the records committed when it started (seq below the journal's next_seq
+// then), and no later ones: while logging kept up with the upload, a pass that read on
+// to whatever arrived meanwhile would never end, and sync_offline_queue() would never
+// return. Records logged during a pass, CRITICAL ones too, go in the next pass.
 //
 // A crash between a server's acceptance and the delete's commit re-sends those records
 // after a restart (at least once; receivers de-duplicate by id). The pass ends only once
@@ -217,11 +227,12 @@ SyncResult Uploader::pass() {
   SyncResult result;
   Cursors cursors{};
   read_error_.clear();
-  Batch batch = next_batch(cursors, result);
+  const std::uint64_t end_seq = journal_.counts().next_seq;
+  Batch batch = next_batch(cursors, end_seq, result);
   while (!batch.refs.empty() && !stopping()) {
     std::future<PostOutcome> in_flight =
         transport_->start(request_for(batch, 0, batch.refs.size()));
-    Batch next = next_batch(cursors, result);
+    Batch next = next_batch(cursors, end_seq, result);
     const PostOutcome out = in_flight.get();
     const Step step = handle(batch, 0, batch.refs.size(), out, result);
     spare_body_ = std::move(batch.body);
@@ -231,7 +242,7 @@ SyncResult Uploader::pass() {
     }
     batch = std::move(next);
   }
-  settle_deletes();
+  settle_deletes(result);
   std::lock_guard lock(mu_);
   last_pass_unreadable_ = !read_error_.empty();
   if (last_pass_unreadable_) status_.last_error = read_error_;
@@ -243,12 +254,12 @@ bool Uploader::stopping() const {
   return stop_;
 }
 
-void Uploader::settle_deletes() {
-  for (auto& f : pending_deletes_) f.get();
+void Uploader::settle_deletes(SyncResult& result) {
+  for (auto& f : pending_deletes_) result.synced += f.get();
   pending_deletes_.clear();
 }
 
-Uploader::Batch Uploader::next_batch(Cursors& cursors, SyncResult& result) {
+Uploader::Batch Uploader::next_batch(Cursors& cursors, std::uint64_t end_seq, SyncResult& result) {
   Batch b;
   b.body = std::move(spare_body_);
   b.body.clear();
@@ -258,13 +269,19 @@ Uploader::Batch Uploader::next_batch(Cursors& cursors, SyncResult& result) {
   for (std::size_t s = 0; s < 4 && b.refs.size() < config_.batch_max_records; ++s) {
     const auto set = static_cast<RecordSet>(s);
     bool full = false;
-    while (!full && cursors[s] != kUnreadable) {
+    bool past_end = false;
+    while (!full && cursors[s] != kUnreadable && cursors[s] < end_seq) {
       const std::size_t want = config_.batch_max_records - b.refs.size();
       std::uint64_t more = 0;
       try {
         more = journal_.scan(
             set, cursors[s], want, [&](std::uint64_t seq, std::span<const std::byte> bytes) {
-              if (full) return;
+              if (full || past_end) return;
+              if (seq >= end_seq) {  // logged after the pass started
+                past_end = true;
+                cursors[s] = end_seq;
+                return;
+              }
               if (!decode_record(bytes, rec).empty()) {
                 damaged.push_back({set, seq});
                 cursors[s] = seq + 1;
@@ -295,7 +312,7 @@ Uploader::Batch Uploader::next_batch(Cursors& cursors, SyncResult& result) {
         cursors[s] = kUnreadable;
         break;
       }
-      if (more == 0) break;
+      if (more == 0 || past_end) break;
     }
     if (full) break;
   }
@@ -349,20 +366,28 @@ Uploader::Step Uploader::handle(Batch& batch, std::size_t begin, std::size_t end
                                 const PostOutcome& out, SyncResult& result) {
   const FailureClass cls = classify(out, config_.format == UploadFormat::ClickHouse);
   std::span<const RecordRef> refs(batch.refs.data() + begin, end - begin);
+  // The receiver may hold these records twice: a request whose fate is unknown, or one
+  // the transport sent again after the server may have read it whole, whatever the
+  // answer to the second copy was.
+  if (out.kind == PostOutcome::Kind::SentNoResponse || out.resent_after_write) {
+    std::lock_guard lock(mu_);
+    status_.duplicates_possible += refs.size();
+  }
   switch (cls) {
     case FailureClass::None: {
       // Deleted on the commit thread while the pass goes on (see pass()).
       crash_point(CrashPoint::BeforeDelete);
-      // synced_total grows once the delete has committed, so a status never shows a
-      // record both queued and synced.
+      // synced_total (and the pass's synced, in settle_deletes()) grow by what the delete
+      // removed, once it has committed: a status never shows a record both queued and
+      // synced, and a record evicted or cleaned up while it was in flight is counted
+      // there, not twice.
       pending_deletes_.push_back(
           writer_.submit([this, delivered = std::vector<RecordRef>(refs.begin(), refs.end())] {
             const std::size_t removed = journal_.remove_delivered(delivered);
             std::lock_guard lock(mu_);
-            status_.synced_total += delivered.size();
+            status_.synced_total += removed;
             return removed;
           }));
-      result.synced += refs.size();
       backoff_.reset();
       std::lock_guard lock(mu_);
       status_.last_sync_time = std::chrono::system_clock::now();
@@ -396,8 +421,6 @@ Uploader::Step Uploader::handle(Batch& batch, std::size_t begin, std::size_t end
       {
         std::lock_guard lock(mu_);
         status_.failed_total += moved;
-        if (out.kind == PostOutcome::Kind::SentNoResponse)
-          status_.duplicates_possible += refs.size();
       }
       auto delay = backoff_.next();
       if (out.retry_after)

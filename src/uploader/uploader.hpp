@@ -87,9 +87,13 @@ std::string short_reason(const PostOutcome& o, const std::string& secret);
 
 struct UploaderStatus {
   std::optional<std::chrono::system_clock::time_point> last_sync_time;
-  std::uint64_t synced_total = 0;  // accepted by the receiver; counted after the delete commits
+  // Accepted by the receiver and deleted by the uploader (counted once the delete
+  // commits; a record evicted or cleaned up meanwhile is counted there instead).
+  std::uint64_t synced_total = 0;
   std::uint64_t failed_total = 0;  // moved to failed since start
-  std::uint64_t duplicates_possible = 0;  // records re-sent after a retryable failure
+  // Records in a request whose fate was unknown (reset or timeout after sending), or
+  // that the transport resent after the server may have read it whole.
+  std::uint64_t duplicates_possible = 0;
   std::chrono::milliseconds current_backoff{0};
   int consecutive_failures = 0;
   std::string last_error;
@@ -125,9 +129,9 @@ class Uploader {
   void run();
   SyncResult pass();
   bool stopping() const;
-  // Reads and renders the next batch from `cursors` on; damaged records it meets are
-  // moved to failed and counted in `result`.
-  Batch next_batch(Cursors& cursors, SyncResult& result);
+  // Reads and renders the next batch from `cursors` on, of records below `end_seq`
+  // only; damaged records it meets are moved to failed and counted in `result`.
+  Batch next_batch(Cursors& cursors, std::uint64_t end_seq, SyncResult& result);
   PostRequest request_for(const Batch& batch, std::size_t begin, std::size_t end) const;
   // Posts records [begin, end) of `batch` and acts on the outcome.
   Step send_range(Batch& batch, std::size_t begin, std::size_t end, SyncResult& result);
@@ -135,8 +139,9 @@ class Uploader {
   // attempts, backs off.
   Step handle(Batch& batch, std::size_t begin, std::size_t end, const PostOutcome& out,
               SyncResult& result);
-  // Waits until every delete this pass submitted is committed.
-  void settle_deletes();
+  // Waits until every delete this pass submitted is committed, and counts what they
+  // removed in `result`.
+  void settle_deletes(SyncResult& result);
   void back_off(std::chrono::milliseconds delay, const std::string& error);
 
   const UploaderConfig config_;
