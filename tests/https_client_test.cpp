@@ -727,7 +727,10 @@ TEST_P(HttpsStale, StaleKeptAliveConnectionIsReplacedTransparently) {
     d::HttpsClient client(config_for(receiver));
     auto first = post(client);
     ASSERT_EQ(first.result, HttpResult::Response) << describe(first);
-    std::this_thread::sleep_for(100ms);  // let the close reach the client
+    // Let the close reach the client: the receiver's thread may be slow to send it on a
+    // loaded machine, and the client can only see a close that arrived.
+    ASSERT_TRUE(receiver.wait_for_closes(1, 10s));
+    std::this_thread::sleep_for(100ms);
 
     auto second = post(client);
     ASSERT_EQ(second.result, HttpResult::Response) << describe(second);

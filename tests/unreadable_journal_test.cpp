@@ -150,6 +150,10 @@ TEST_F(UnreadableJournal, UploaderShipsTheOtherSetsAndReportsTheFailure) {
   EXPECT_GE(r.synced, static_cast<std::uint64_t>(kCritical));
   EXPECT_LT(r.synced, static_cast<std::uint64_t>(kCritical + kNormal));
   const auto st = c.get_offline_status();
+  // Delivered records are deleted even when their batch also holds records beside the
+  // damaged page (the delete is split until only those fail), and counted as synced.
+  EXPECT_EQ(st.queue_size_by_priority[static_cast<std::size_t>(fl::Priority::Critical)], 0u);
+  EXPECT_EQ(st.synced_total, r.synced);
   EXPECT_TRUE(ft::contains(st.last_error, "cannot read the normal records")) << st.last_error;
   EXPECT_FALSE(ft::contains(st.last_error, o.api_key));
   // CRITICAL went first and arrived whole.

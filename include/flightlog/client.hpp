@@ -84,7 +84,9 @@ struct OfflineStatus {
   // then failed without an answer: the receiver may get them twice; ids let it drop the
   // duplicates.
   std::uint64_t possibly_duplicated = 0;
-  std::chrono::milliseconds current_backoff{0};  // time until the next automatic attempt
+  // Time left of the current backoff (0 if none). After a failed upload the next
+  // automatic pass also waits for the next offline_sync_interval tick, so it may be later.
+  std::chrono::milliseconds current_backoff{0};
   int consecutive_failures = 0;
   std::string last_error;              // of the last failed upload; never contains the api_key
   std::string connection_state;        // "disabled" (no endpoint), "idle", "connected", ...

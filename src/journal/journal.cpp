@@ -815,9 +815,15 @@ std::size_t Journal::remove_delivered(std::span<const RecordRef> refs) {
     crash_point(CrashPoint::Delete);
     return 0;
   });
-  if (rc == MDB_MAP_FULL && refs.size() > 1) {
-    // A full map has too few free pages for the copies one large delete makes (see
-    // over_record_budget()); smaller transactions need fewer, and each frees pages.
+  // Halve and try again when the failure may belong to part of the batch only:
+  // - MDB_MAP_FULL: a full map has too few free pages for the copies one large delete
+  //   makes (see over_record_budget()); smaller transactions need fewer, and each frees
+  //   pages;
+  // - a damaged page (MDB_PAGE_NOTFOUND, MDB_CORRUPTED) under some of the records: the
+  //   others, on sound pages, are still deleted, so a delivered batch is not sent again
+  //   and again for the few records next to the damage.
+  const bool partial = rc == MDB_MAP_FULL || rc == MDB_PAGE_NOTFOUND || rc == MDB_CORRUPTED;
+  if (partial && refs.size() > 1) {
     const std::size_t half = refs.size() / 2;
     return remove_delivered(refs.first(half)) + remove_delivered(refs.subspan(half));
   }

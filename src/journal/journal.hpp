@@ -132,7 +132,10 @@ class Journal {
 
   // --- Delivery bookkeeping (write side; each call is one transaction) ---------------
 
-  // Deletes records the receiver accepted. Returns how many were still there.
+  // Deletes records the receiver accepted. Returns how many were still there and are
+  // now deleted. A batch that cannot be deleted whole (a full map, a damaged page under
+  // some of its records) is deleted in halves, down to single records, so only the
+  // records that cannot be deleted stay (and are not counted).
   std::size_t remove_delivered(std::span<const RecordRef> refs);
 
   // Counts one attempt on each queued record; a record reaching `max_attempts` moves to

@@ -510,7 +510,13 @@ bool HttpsClient::Impl::closed_while_idle() {
   // Bytes left over from the last response, or decrypted and not yet read, are as
   // much a sign of a connection not to reuse as a pending FIN.
   if (buffer_.size() > 0) return true;
-  if (tls_ && SSL_pending(tls_->native_handle()) > 0) return true;
+  if (tls_) {
+    // A close_notify that came in the same read as the response sits in the TLS
+    // layer's buffers, not in the socket: Asio hands OpenSSL the bytes it read through
+    // a BIO pair, and OpenSSL decrypts only the records a read asked for.
+    SSL* ssl = tls_->native_handle();
+    if (SSL_has_pending(ssl) == 1 || BIO_ctrl_pending(SSL_get_rbio(ssl)) > 0) return true;
+  }
   pollfd p{};
   p.fd = lowest().socket().native_handle();
   p.events = POLLIN;

@@ -107,6 +107,7 @@ struct TlsReceiver::Impl {
   Responder responder;
   std::vector<ReceivedRequest> received;
   std::size_t connections = 0;
+  std::size_t closes_begun = 0;  // connections the receiver began to close after a response
   std::size_t handshakes = 0;
 
   std::promise<void> exited;
@@ -334,6 +335,13 @@ net::awaitable<void> TlsReceiver::Impl::serve(Stream& stream, std::size_t id,
     auto [wec, written] = co_await http::async_write(stream, res, kUseTuple);
     if (wec || stopping) co_return;
 
+    const bool closing = reply.fault == Fault::CloseAfterResponse || close_delimited ||
+                         reply.fault == Fault::ShutdownAfterResponse || !res.keep_alive();
+    if (closing) {
+      std::lock_guard lk(mu);
+      ++closes_begun;
+      cv.notify_all();
+    }
     if (reply.fault == Fault::CloseAfterResponse || close_delimited) {
       fin(low.socket());
       co_return;
@@ -424,6 +432,11 @@ bool TlsReceiver::wait_for_requests(std::size_t n, std::chrono::milliseconds tim
 bool TlsReceiver::wait_for_connections(std::size_t n, std::chrono::milliseconds timeout) const {
   std::unique_lock lk(impl_->mu);
   return impl_->cv.wait_for(lk, timeout, [&] { return impl_->connections >= n; });
+}
+
+bool TlsReceiver::wait_for_closes(std::size_t n, std::chrono::milliseconds timeout) const {
+  std::unique_lock lk(impl_->mu);
+  return impl_->cv.wait_for(lk, timeout, [&] { return impl_->closes_begun >= n; });
 }
 
 void TlsReceiver::stop() {

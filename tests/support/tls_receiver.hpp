@@ -116,6 +116,9 @@ class TlsReceiver {
   std::size_t handshakes() const;   // TLS handshakes completed
   bool wait_for_requests(std::size_t n, std::chrono::milliseconds timeout) const;
   bool wait_for_connections(std::size_t n, std::chrono::milliseconds timeout) const;
+  // Until the receiver has begun closing n connections after a response (a FIN, or a
+  // TLS close_notify then FIN), so a test can wait for the close instead of guessing.
+  bool wait_for_closes(std::size_t n, std::chrono::milliseconds timeout) const;
 
   // Closes the listener and every connection, and joins the thread. Idempotent.
   void stop();
