@@ -168,3 +168,48 @@ TEST_F(UnreadableJournal, UploaderShipsTheOtherSetsAndReportsTheFailure) {
   c.sync_offline_queue();
   EXPECT_TRUE(ft::contains(c.get_offline_status().last_error, "cannot read the normal records"));
 }
+
+// The same damage in the failed set: retry_failed() says so and moves nothing, rather
+// than moving the records before the damage as if they were all there were.
+TEST(UnreadableFailedSet, RetryFailedThrowsNamingTheDamageAndMovesNothing) {
+  ft::TempDir tmp;
+  const auto dir = tmp / "journal";
+  {
+    fl::Client c(ft::blocking_options(dir));
+    const std::string pad(1000, 'x');
+    for (int n = 0; n < kNormal; ++n) {
+      ASSERT_EQ(c.log_event("e", {{"n", n}, {"pad", pad}}), fl::LogResult::Ok);
+    }
+    c.flush();
+  }
+  {
+    fd::JournalConfig jc;
+    jc.dir = dir;
+    auto j = fd::Journal::open_for_writing(jc);
+    std::vector<fd::RecordRef> refs;
+    std::uint64_t from = 0;
+    do {
+      from = j->scan(fd::RecordSet::Normal, from, 500, [&](std::uint64_t seq, auto) {
+        refs.push_back({fd::RecordSet::Normal, seq});
+      });
+    } while (from != 0);
+    ASSERT_EQ(refs.size(), static_cast<std::size_t>(kNormal));
+    ASSERT_EQ(j->move_to_failed(refs, 400, "rejected"), refs.size());
+  }
+  ASSERT_GT(break_branch_pages(dir), 0u);
+
+  fl::Client c(ft::blocking_options(dir));
+  const auto before = c.get_offline_status();
+  std::string error;
+  try {
+    c.retry_failed();
+  } catch (const fl::Error& e) {
+    error = e.what();
+  }
+  EXPECT_TRUE(ft::contains(error, "retry_failed: no record moved")) << error;
+  EXPECT_TRUE(ft::contains(error, "cannot read the failed records after seq")) << error;
+  EXPECT_TRUE(ft::contains(error, "MDB_PAGE_NOTFOUND")) << error;
+  const auto after = c.get_offline_status();
+  EXPECT_EQ(after.queue_size, 0u);
+  EXPECT_EQ(after.failed_count, before.failed_count);
+}

@@ -267,6 +267,9 @@ class Client {
   // attempts reset and their ids unchanged. Returns how many. offline_max_queue_size
   // holds for them too: beyond it the oldest queued records of the lowest priority are
   // evicted (and counted in dropped.evicted) at once, which may be some of those moved.
+  // Throws flightlog::Error, having moved none, if the journal's failed set cannot be
+  // read to its end (a damaged page: flightlog-dump --verify shows where) or the journal
+  // cannot be written; the message names LMDB's reason.
   std::size_t retry_failed(std::optional<Priority> only = std::nullopt);
 
   // Deletes queued and failed records whose timestamp is older than now - older_than,

@@ -1,7 +1,8 @@
 // flightlog/error.hpp: the one exception type flightlog throws.
 //
 // Only set-up and maintenance calls throw (the Client constructor, schema(),
-// cleanup_offline_queue(), install_crash_flush()); the logging calls never do. The message names
+// cleanup_offline_queue(), retry_failed(), install_crash_flush()); the logging calls
+// never do. The message names
 // the option, path or record at fault and never contains the api_key.
 #pragma once
 

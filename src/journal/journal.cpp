@@ -861,6 +861,7 @@ std::size_t Journal::move_to_failed(std::span<const RecordRef> refs, std::uint16
 
 std::size_t Journal::requeue_failed(std::optional<Priority> only, std::size_t max_queued) {
   std::size_t moved = 0;
+  std::optional<std::uint64_t> read_stop;  // set if the failed set could not be read on
   const auto evicted_before = evicted_;
   const int rc = write_txn([&](MDB_txn* txn) {
     moved = 0;
@@ -876,14 +877,20 @@ std::size_t Journal::requeue_failed(std::optional<Priority> only, std::size_t ma
     {
       Cursor c(txn, dbi_[static_cast<std::size_t>(RecordSet::Failed)]);
       MDB_val k, v;
-      for (int r = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST); r == 0;
-           r = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+      int r = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
+      for (; r == 0; r = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
         if (k.mv_size != 8) continue;
         std::span<const std::byte> bytes(static_cast<const std::byte*>(v.mv_data), v.mv_size);
         DecodedRecord rec;
         if (!decode_record(bytes, rec).empty()) continue;
         if (only && rec.priority != *only) continue;
         items.push_back({from_be64(k.mv_data), rec.priority, with_failure(bytes, 0, 0, {})});
+      }
+      // A damaged page, not the end: moving only the records before it would look like
+      // a complete retry.
+      if (r != MDB_NOTFOUND) {
+        read_stop = items.empty() ? 0 : items.back().seq;
+        return r;
       }
     }
     for (const Item& item : items) {
@@ -908,7 +915,17 @@ std::size_t Journal::requeue_failed(std::optional<Priority> only, std::size_t ma
     evicted_ = evicted_before;
     refresh_counts();
   }
-  return rc == 0 ? moved : 0;
+  if (read_stop) {
+    throw Error(
+        lmdb_error("retry_failed: no record moved; cannot read the failed records "
+                   "after seq " +
+                       std::to_string(*read_stop) + " of journal",
+                   dir_, rc));
+  }
+  if (rc != 0) {
+    throw Error(lmdb_error("retry_failed: no record moved; cannot write journal", dir_, rc));
+  }
+  return moved;
 }
 
 int Journal::sync_to_device() {

@@ -151,7 +151,8 @@ class Journal {
   // with attempts reset, keeping their sequence numbers (and so their ids), then evicts
   // as commit() does while more than `max_queued` are queued (0 = no limit), in the same
   // transaction; the records moved back, being old, may be among those evicted. Returns
-  // how many moved.
+  // how many moved. Throws Error, having moved none, if the failed set cannot be read
+  // to its end (a damaged page) or the transaction fails.
   std::size_t requeue_failed(std::optional<Priority> only, std::size_t max_queued);
 
   // Write side. Flushes the environment to the device (mdb_env_sync, forced). Returns 0,
