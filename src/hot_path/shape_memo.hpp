@@ -48,8 +48,11 @@ class ShapeMemo {
   };
 
   // The remembered shape these fields have, if any. Tries the shape that matched last
-  // first: a loop logs one shape over and over.
-  Hit find(const Field* in, std::size_t n_in, const Field* out, std::size_t n_out) noexcept {
+  // first: a loop logs one shape over and over. Always inlined: it is the named form's
+  // hot path, and with two callers (the braced-list and span forms of log_prediction)
+  // the compiler would otherwise call it out of line.
+  [[gnu::always_inline]] Hit find(const Field* in, std::size_t n_in, const Field* out,
+                                  std::size_t n_out) noexcept {
     if (count_ == 0) return {};
     if (matches(shapes_[last_hit_], in, n_in, out, n_out)) return hit(shapes_[last_hit_]);
     for (std::uint8_t i = 0; i < count_; ++i) {
