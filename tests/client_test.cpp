@@ -20,6 +20,7 @@
 #include <limits>
 #include <map>
 #include <random>
+#include <ranges>
 #include <set>
 #include <span>
 #include <string>
@@ -522,6 +523,28 @@ TEST(RoundTrip, RunTimeFormsMatchTheBracedForms) {
   EXPECT_EQ(recs[2].kind, fd::kKindEvent);
   EXPECT_EQ(recs[2].name, "reload");
   EXPECT_EQ(recs[2].inputs, (std::vector<OwnedField>{{"user", "u-1"}, {"age", 30}}));
+}
+
+// Names made afresh by the range itself (a transform view's strings die after each
+// step) are copied at registration, so the records carry them intact.
+TEST(RoundTrip, SchemaNamesFromAViewThatMakesThemAreKept) {
+  fl::test::TempDir tmp;
+  const auto dir = tmp / "j";
+  const std::vector<int> ids = {0, 1, 2};
+  const auto names = ids | std::views::transform([](int i) {
+                       return "a_rather_long_feature_name_" + std::to_string(i);
+                     });
+  {
+    fl::Client c(fl::test::blocking_options(dir));
+    const fl::Schema s = c.schema(names, std::array<std::string_view, 1>{"y"});
+    ASSERT_EQ(c.log_prediction(s, {1.0, 2.0, 3.0}, {4.0}), fl::LogResult::Ok);
+    c.flush();
+  }
+  const auto recs = read_journal(dir);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].inputs, (std::vector<OwnedField>{{"a_rather_long_feature_name_0", 1.0},
+                                                     {"a_rather_long_feature_name_1", 2.0},
+                                                     {"a_rather_long_feature_name_2", 3.0}}));
 }
 
 TEST(RoundTrip, AwkwardStringsAndNonFiniteDoublesThroughTheDump) {

@@ -730,7 +730,7 @@ TEST_P(HttpsStale, StaleKeptAliveConnectionIsReplacedTransparently) {
     // Let the close reach the client: the receiver's thread may be slow to send it on a
     // loaded machine, and the client can only see a close that arrived.
     ASSERT_TRUE(receiver.wait_for_closes(1, 10s));
-    std::this_thread::sleep_for(100ms);
+    std::this_thread::sleep_for(300ms);  // a close_notify is sent just after the count
 
     auto second = post(client);
     ASSERT_EQ(second.result, HttpResult::Response) << describe(second);

@@ -330,6 +330,48 @@ TEST_F(UploaderTest, SyncReturnsWhileLoggingOutpacesTheUpload) {
   EXPECT_EQ(ns.size(), total);
 }
 
+// A pass bounded by what was queued at its start still reads every priority afresh: a
+// CRITICAL record logged while a long pass works through a backlog goes out in one of
+// the next batches, not after the backlog.
+TEST_F(UploaderTest, ACriticalRecordLoggedDuringALongPassOvertakesTheBacklog) {
+  ft::TlsReceiver rx;
+  rx.set_responder([](const ft::ReceivedRequest&) -> std::optional<ft::Reply> {
+    ft::Reply r;
+    r.delay = 50ms;
+    return r;
+  });
+  fl::Options o = options_for(rx);
+  o.upload_batch_max_records = 10;
+  o.request_timeout = 10000ms;
+  fl::Client c(o);
+  for (std::int64_t n = 0; n < 200; ++n) {
+    ASSERT_EQ(c.log_prediction({{"n", n}}, {{"p", 0.5}}, fl::Priority::Low), fl::LogResult::Ok);
+  }
+  c.flush();
+  auto sync = std::async(std::launch::async, [&] { return c.sync_offline_queue(); });
+  ASSERT_TRUE(rx.wait_for_requests(2, 60s));
+  ASSERT_EQ(c.log_prediction({{"n", std::int64_t{-7}}}, {{"p", 0.5}}, fl::Priority::Critical),
+            fl::LogResult::Ok);
+  c.flush();
+  const std::size_t seen_when_logged = rx.request_count();
+  ASSERT_EQ(sync.wait_for(120s), std::future_status::ready);
+  const fl::SyncResult r = sync.get();
+  // The pass sent 200 records' worth of batches, the CRITICAL one among them.
+  EXPECT_EQ(r.synced, 200u);
+  const auto reqs = rx.requests();
+  std::size_t critical_in = reqs.size();
+  for (std::size_t i = 0; i < reqs.size(); ++i) {
+    for (const auto& row : rows_of({reqs[i]})) {
+      if (row.n == -7) critical_in = i;
+    }
+  }
+  ASSERT_LT(critical_in, reqs.size()) << "the CRITICAL record was not sent in this pass";
+  // Batches read ahead by one: it rides in one of the two after the one on the wire.
+  EXPECT_LE(critical_in, seen_when_logged + 2);
+  c.sync_offline_queue();
+  EXPECT_EQ(c.get_offline_status().queue_size, 0u);
+}
+
 // A record the uploader cannot decode is never sent: it moves to failed, and the pass
 // that moved it counts it in its SyncResult as the status counts it.
 TEST_F(UploaderTest, DamagedRecordsMoveToFailedAndThePassCountsThem) {

@@ -116,8 +116,8 @@ struct SyncResult {
 // Any range of strings (std::vector<std::string>, std::span<const std::string_view>, an
 // array of const char*, ...): what Client::schema() accepts for names known at run time.
 template <typename R>
-concept NameRange = std::ranges::input_range<R> &&
-    std::convertible_to<std::ranges::range_reference_t<R>, std::string_view>;
+concept NameRange = std::ranges::input_range<const R> &&
+    std::convertible_to<std::ranges::range_reference_t<const R>, std::string_view>;
 
 class Client {
  public:
@@ -180,12 +180,15 @@ class Client {
   // std::string_view, ...), e.g. read from a model's metadata.
   template <NameRange In, NameRange Out>
   Schema schema(const In& inputs, const Out& outputs) {
-    std::vector<std::string_view> names;
-    for (auto&& name : inputs) names.emplace_back(name);
+    // Copied, not viewed: a range may make each name afresh (a transform view), and such
+    // a name is gone by the next iteration.
+    std::vector<std::string> names;
+    for (auto&& name : inputs) names.emplace_back(std::string_view(name));
     const std::size_t n_inputs = names.size();
-    for (auto&& name : outputs) names.emplace_back(name);
-    return schema_of(std::span<const std::string_view>(names).first(n_inputs),
-                     std::span<const std::string_view>(names).subspan(n_inputs));
+    for (auto&& name : outputs) names.emplace_back(std::string_view(name));
+    const std::vector<std::string_view> views(names.begin(), names.end());
+    return schema_of(std::span<const std::string_view>(views).first(n_inputs),
+                     std::span<const std::string_view>(views).subspan(n_inputs));
   }
 
   // --- Durability --------------------------------------------------------------------
@@ -197,7 +200,9 @@ class Client {
   // without retrying (after a failed fdatasync Linux may mark the unwritten pages clean,
   // so a retry that succeeds proves nothing): the records are committed, and are
   // uploaded as usual, but may not survive a power loss. The status counts it
-  // (device_sync_failures, last_journal_error); use flush_for() to be told.
+  // (device_sync_failures, last_journal_error); use flush_for() to be told. A failure
+  // is told to every flush waiting when the writer notices it, which may include the
+  // flush cleanup_offline_queue() makes for itself; device_sync_failures counts all.
   void flush();
   // As flush(), giving up after `timeout`; returns whether flush() would have returned
   // with its guarantee: true once everything logged before the call is committed or

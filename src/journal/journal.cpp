@@ -815,15 +815,27 @@ std::size_t Journal::remove_delivered(std::span<const RecordRef> refs) {
     crash_point(CrashPoint::Delete);
     return 0;
   });
-  // Halve and try again when the failure may belong to part of the batch only:
+  // Try again in parts when the failure may belong to part of the batch only:
   // - MDB_MAP_FULL: a full map has too few free pages for the copies one large delete
   //   makes (see over_record_budget()); smaller transactions need fewer, and each frees
-  //   pages;
+  //   pages. Halved down to single records.
   // - a damaged page (MDB_PAGE_NOTFOUND, MDB_CORRUPTED) under some of the records: the
-  //   others, on sound pages, are still deleted, so a delivered batch is not sent again
-  //   and again for the few records next to the damage.
-  const bool partial = rc == MDB_MAP_FULL || rc == MDB_PAGE_NOTFOUND || rc == MDB_CORRUPTED;
-  if (partial && refs.size() > 1) {
+  //   others are still deleted, so a delivered batch is not sent again and again for the
+  //   few records next to the damage. Damage lies in one set's tree, so the batch is
+  //   first split by set (a batch holds each set's records together, in set order), then
+  //   halved down to kDamageSplitFloor records, not to single ones: were every write to
+  //   fail (a damaged free list), halving to the end would take 2n transactions on the
+  //   commit thread, on every pass.
+  constexpr std::size_t kDamageSplitFloor = 16;
+  const bool damage = rc == MDB_PAGE_NOTFOUND || rc == MDB_CORRUPTED;
+  if (damage && refs.size() > 1) {
+    std::size_t first_set = 1;
+    while (first_set < refs.size() && refs[first_set].set == refs[0].set) ++first_set;
+    if (first_set < refs.size()) {
+      return remove_delivered(refs.first(first_set)) + remove_delivered(refs.subspan(first_set));
+    }
+  }
+  if ((rc == MDB_MAP_FULL && refs.size() > 1) || (damage && refs.size() > kDamageSplitFloor)) {
     const std::size_t half = refs.size() / 2;
     return remove_delivered(refs.first(half)) + remove_delivered(refs.subspan(half));
   }
@@ -877,9 +889,11 @@ std::size_t Journal::requeue_failed(std::optional<Priority> only, std::size_t ma
     {
       Cursor c(txn, dbi_[static_cast<std::size_t>(RecordSet::Failed)]);
       MDB_val k, v;
+      std::uint64_t last_read = 0;
       int r = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
       for (; r == 0; r = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
         if (k.mv_size != 8) continue;
+        last_read = from_be64(k.mv_data);
         std::span<const std::byte> bytes(static_cast<const std::byte*>(v.mv_data), v.mv_size);
         DecodedRecord rec;
         if (!decode_record(bytes, rec).empty()) continue;
@@ -889,7 +903,7 @@ std::size_t Journal::requeue_failed(std::optional<Priority> only, std::size_t ma
       // A damaged page, not the end: moving only the records before it would look like
       // a complete retry.
       if (r != MDB_NOTFOUND) {
-        read_stop = items.empty() ? 0 : items.back().seq;
+        read_stop = last_read;
         return r;
       }
     }
@@ -929,7 +943,10 @@ std::size_t Journal::requeue_failed(std::optional<Priority> only, std::size_t ma
 }
 
 int Journal::sync_to_device() {
-  return env_ != nullptr ? mdb_env_sync(env_, 1) : MDB_PANIC;
+  // A lost journal (env_ closed after a failed growth) has nothing to flush, and its
+  // loss is already reported by every commit it refuses; counting it again here each
+  // interval would bury that message under "device flush failed".
+  return env_ != nullptr ? mdb_env_sync(env_, 1) : 0;
 }
 
 std::uint64_t Journal::scan(RecordSet set, std::uint64_t from_seq, std::size_t limit,

@@ -134,8 +134,8 @@ class Journal {
 
   // Deletes records the receiver accepted. Returns how many were still there and are
   // now deleted. A batch that cannot be deleted whole (a full map, a damaged page under
-  // some of its records) is deleted in halves, down to single records, so only the
-  // records that cannot be deleted stay (and are not counted).
+  // some of its records) is deleted in halves (down to single records for a full map,
+  // to 16 beside damage), so what can be deleted is, and the rest stays (not counted).
   std::size_t remove_delivered(std::span<const RecordRef> refs);
 
   // Counts one attempt on each queued record; a record reaching `max_attempts` moves to
@@ -156,8 +156,9 @@ class Journal {
   std::size_t requeue_failed(std::optional<Priority> only, std::size_t max_queued);
 
   // Write side. Flushes the environment to the device (mdb_env_sync, forced). Returns 0,
-  // or the error (an errno such as EIO, or MDB_PANIC for a journal lost to a failed
-  // growth): then what was committed since the last good flush may not be on the device.
+  // or the error (an errno such as EIO): then what was committed since the last good
+  // flush may not be on the device. 0 for a journal lost to a failed growth (nothing to
+  // flush; its commits report the loss).
   int sync_to_device();
 
   // Any thread. Visits records of `set` with seq >= from_seq in key order, at most

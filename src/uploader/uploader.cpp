@@ -214,10 +214,12 @@ void Uploader::run() {
 // pending out of the next one. Each batch is built afresh from every priority, in sync
 // order.
 //
-// A pass ships the records committed when it started (seq below the journal's next_seq
-// then), and no later ones: while logging kept up with the upload, a pass that read on
-// to whatever arrived meanwhile would never end, and sync_offline_queue() would never
-// return. Records logged during a pass, CRITICAL ones too, go in the next pass.
+// A pass ends once it has sent as many records as were queued when it started (or
+// sooner, when the journal runs dry or a failure stops it): while logging kept up with
+// the upload, a pass that read on to whatever arrived meanwhile would never end, and
+// sync_offline_queue() would never return. Within that budget it keeps reading every
+// priority afresh, so a CRITICAL record logged during a long pass (a backlog after an
+// outage) still goes out in the next batch, not after the backlog.
 //
 // A crash between a server's acceptance and the delete's commit re-sends those records
 // after a restart (at least once; receivers de-duplicate by id). The pass ends only once
@@ -227,17 +229,20 @@ SyncResult Uploader::pass() {
   SyncResult result;
   Cursors cursors{};
   read_error_.clear();
-  const std::uint64_t end_seq = journal_.counts().next_seq;
-  Batch batch = next_batch(cursors, end_seq, result);
+  const JournalCounts counts = journal_.counts();
+  std::uint64_t budget = 0;  // records this pass may still send: those queued at its start
+  for (std::size_t p = 0; p < 4; ++p) budget += counts.entries[p];
+  Batch batch = next_batch(cursors, result);
   while (!batch.refs.empty() && !stopping()) {
     std::future<PostOutcome> in_flight =
         transport_->start(request_for(batch, 0, batch.refs.size()));
-    Batch next = next_batch(cursors, end_seq, result);
+    budget -= std::min<std::uint64_t>(budget, batch.refs.size());
+    Batch next = budget > 0 ? next_batch(cursors, result) : Batch{};
     const PostOutcome out = in_flight.get();
     const Step step = handle(batch, 0, batch.refs.size(), out, result);
     spare_body_ = std::move(batch.body);
     if (step == Step::Stop) {
-      spare_body_ = std::move(next.body);  // not sent: the next pass reads it again
+      if (!next.refs.empty()) spare_body_ = std::move(next.body);  // not sent: read again
       break;
     }
     batch = std::move(next);
@@ -259,7 +264,7 @@ void Uploader::settle_deletes(SyncResult& result) {
   pending_deletes_.clear();
 }
 
-Uploader::Batch Uploader::next_batch(Cursors& cursors, std::uint64_t end_seq, SyncResult& result) {
+Uploader::Batch Uploader::next_batch(Cursors& cursors, SyncResult& result) {
   Batch b;
   b.body = std::move(spare_body_);
   b.body.clear();
@@ -269,19 +274,13 @@ Uploader::Batch Uploader::next_batch(Cursors& cursors, std::uint64_t end_seq, Sy
   for (std::size_t s = 0; s < 4 && b.refs.size() < config_.batch_max_records; ++s) {
     const auto set = static_cast<RecordSet>(s);
     bool full = false;
-    bool past_end = false;
-    while (!full && cursors[s] != kUnreadable && cursors[s] < end_seq) {
+    while (!full && cursors[s] != kUnreadable) {
       const std::size_t want = config_.batch_max_records - b.refs.size();
       std::uint64_t more = 0;
       try {
         more = journal_.scan(
             set, cursors[s], want, [&](std::uint64_t seq, std::span<const std::byte> bytes) {
-              if (full || past_end) return;
-              if (seq >= end_seq) {  // logged after the pass started
-                past_end = true;
-                cursors[s] = end_seq;
-                return;
-              }
+              if (full) return;
               if (!decode_record(bytes, rec).empty()) {
                 damaged.push_back({set, seq});
                 cursors[s] = seq + 1;
@@ -312,7 +311,7 @@ Uploader::Batch Uploader::next_batch(Cursors& cursors, std::uint64_t end_seq, Sy
         cursors[s] = kUnreadable;
         break;
       }
-      if (more == 0 || past_end) break;
+      if (more == 0) break;
     }
     if (full) break;
   }

@@ -129,9 +129,9 @@ class Uploader {
   void run();
   SyncResult pass();
   bool stopping() const;
-  // Reads and renders the next batch from `cursors` on, of records below `end_seq`
-  // only; damaged records it meets are moved to failed and counted in `result`.
-  Batch next_batch(Cursors& cursors, std::uint64_t end_seq, SyncResult& result);
+  // Reads and renders the next batch from `cursors` on; damaged records it meets are
+  // moved to failed and counted in `result`.
+  Batch next_batch(Cursors& cursors, SyncResult& result);
   PostRequest request_for(const Batch& batch, std::size_t begin, std::size_t end) const;
   // Posts records [begin, end) of `batch` and acts on the outcome.
   Step send_range(Batch& batch, std::size_t begin, std::size_t end, SyncResult& result);

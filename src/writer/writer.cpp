@@ -370,9 +370,12 @@ void Writer::commit_loop() {
       std::lock_guard lock(mu_);
       if (batch->ticket > flush_done_) {
         // The flushes this batch completes cover every record committed before it, so
-        // a failed device flush since the last completed flush fails them all (once).
+        // a failed device flush since the last completed flush fails them all, and every
+        // flush already asked for too: one of them may be the caller's flush_for(), and
+        // this one only the flush cleanup_offline_queue() makes for itself.
         if (sync_failure_unreported_) {
-          sync_failed_through_ = batch->ticket;
+          sync_failed_through_ =
+              std::max(batch->ticket, flush_requested_.load(std::memory_order_seq_cst));
           sync_failure_unreported_ = false;
         }
         flush_done_ = batch->ticket;

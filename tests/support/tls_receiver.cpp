@@ -335,18 +335,20 @@ net::awaitable<void> TlsReceiver::Impl::serve(Stream& stream, std::size_t id,
     auto [wec, written] = co_await http::async_write(stream, res, kUseTuple);
     if (wec || stopping) co_return;
 
-    const bool closing = reply.fault == Fault::CloseAfterResponse || close_delimited ||
-                         reply.fault == Fault::ShutdownAfterResponse || !res.keep_alive();
-    if (closing) {
+    auto close_begun = [&] {
       std::lock_guard lk(mu);
       ++closes_begun;
       cv.notify_all();
-    }
+    };
     if (reply.fault == Fault::CloseAfterResponse || close_delimited) {
       fin(low.socket());
+      close_begun();  // the FIN is sent
       co_return;
     }
     if (reply.fault == Fault::ShutdownAfterResponse || !res.keep_alive()) {
+      // Counted before the TLS shutdown, which sends close_notify first thing but then
+      // waits for the peer's (which an idle client never sends) before returning.
+      close_begun();
       if constexpr (kIsTls<Stream>) {
         low.expires_after(std::chrono::seconds(2));
         co_await stream.async_shutdown(kUseTuple);

@@ -116,8 +116,9 @@ class TlsReceiver {
   std::size_t handshakes() const;   // TLS handshakes completed
   bool wait_for_requests(std::size_t n, std::chrono::milliseconds timeout) const;
   bool wait_for_connections(std::size_t n, std::chrono::milliseconds timeout) const;
-  // Until the receiver has begun closing n connections after a response (a FIN, or a
-  // TLS close_notify then FIN), so a test can wait for the close instead of guessing.
+  // Until the receiver has closed n connections after a response (sent a FIN) or begun
+  // to (about to send a TLS close_notify), so a test can wait for the close instead of
+  // guessing when the receiver's thread gets to it.
   bool wait_for_closes(std::size_t n, std::chrono::milliseconds timeout) const;
 
   // Closes the listener and every connection, and joins the thread. Idempotent.
