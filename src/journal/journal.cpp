@@ -874,10 +874,10 @@ std::size_t Journal::move_to_failed(std::span<const RecordRef> refs, std::uint16
 std::size_t Journal::requeue_failed(std::optional<Priority> only, std::size_t max_queued) {
   std::size_t moved = 0;
   std::optional<std::uint64_t> read_stop;  // set if the failed set could not be read on
-  const auto evicted_before = evicted_;
+  std::array<std::size_t, 4> evicted{};
   const int rc = write_txn([&](MDB_txn* txn) {
-    moved = 0;
-    evicted_ = evicted_before;  // write_txn may run the body again after growing the map
+    moved = 0;  // write_txn may run the body again after growing the map
+    evicted = {};
     // Collect first: putting into another DB while iterating this one is fine in LMDB,
     // but deleting under the cursor while we also put keeps the loop simpler this way.
     struct Item {
@@ -898,7 +898,7 @@ std::size_t Journal::requeue_failed(std::optional<Priority> only, std::size_t ma
         DecodedRecord rec;
         if (!decode_record(bytes, rec).empty()) continue;
         if (only && rec.priority != *only) continue;
-        items.push_back({from_be64(k.mv_data), rec.priority, with_failure(bytes, 0, 0, {})});
+        items.push_back({last_read, rec.priority, with_failure(bytes, 0, 0, {})});
       }
       // A damaged page, not the end: moving only the records before it would look like
       // a complete retry.
@@ -919,14 +919,11 @@ std::size_t Journal::requeue_failed(std::optional<Priority> only, std::size_t ma
     // Records moved back count against max_queued as committed ones do; evicting them in
     // this transaction keeps the queue from ever passing the limit (the next commit would
     // evict them, but a journal nothing is logged to would stay over it).
-    std::array<std::size_t, 4> evicted{};
-    if (const int e = evict_over(txn, max_queued, evicted); e != 0) return e;
-    // Set before write_txn commits, so that the counts it publishes include them.
-    for (std::size_t p = 0; p < 4; ++p) evicted_[p] += evicted[p];
-    return 0;
+    return evict_over(txn, max_queued, evicted);
   });
-  if (rc != 0 && evicted_ != evicted_before) {
-    evicted_ = evicted_before;
+  if (rc == 0 && evicted != std::array<std::size_t, 4>{}) {
+    // As evict_over() asks: the totals follow the commit, and so do the published counts.
+    for (std::size_t p = 0; p < 4; ++p) evicted_[p] += evicted[p];
     refresh_counts();
   }
   if (read_stop) {
