@@ -1,8 +1,8 @@
 // A journal whose LMDB tree is damaged past the records' checksums: some branch pages of
 // the NORMAL set point at pages beyond the end of the file, so reading that set on
 // stops with MDB_PAGE_NOTFOUND. Journal::scan must say so (never look like the end),
-// and the dump tool and the uploader must name the failure, keep what they read before
-// it, and go on with the other sets.
+// and the dump tool, the uploader and cleanup must name the failure, keep what they read
+// before it, and go on with the other sets.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -167,6 +167,29 @@ TEST_F(UnreadableJournal, UploaderShipsTheOtherSetsAndReportsTheFailure) {
   // A second pass meets the same page and says so again; nothing crashes or hangs.
   c.sync_offline_queue();
   EXPECT_TRUE(ft::contains(c.get_offline_status().last_error, "cannot read the normal records"));
+}
+
+// Cleanup deletes what it can reach (the CRITICAL set here), then names the damaged set
+// and says how many it deleted, rather than returning a count that looks complete.
+TEST_F(UnreadableJournal, CleanupDeletesTheOtherSetsAndThrowsNamingTheDamage) {
+  fl::Client c(ft::blocking_options(dir()));
+  const auto before = c.get_offline_status();
+  std::string error;
+  try {
+    c.cleanup_offline_queue(std::chrono::seconds{0});
+  } catch (const fl::Error& e) {
+    error = e.what();
+  }
+  EXPECT_TRUE(ft::contains(error, "cleanup_offline_queue: deleted ")) << error;
+  EXPECT_TRUE(ft::contains(error, "normal record")) << error;
+  EXPECT_TRUE(ft::contains(error, "MDB_PAGE_NOTFOUND")) << error;
+  const auto after = c.get_offline_status();
+  EXPECT_EQ(after.queue_size_by_priority[static_cast<std::size_t>(fl::Priority::Critical)], 0u);
+  EXPECT_GE(after.dropped.cleaned_up, before.dropped.cleaned_up + kCritical);
+  EXPECT_TRUE(ft::contains(
+      error, "deleted " + std::to_string(after.dropped.cleaned_up - before.dropped.cleaned_up) +
+                 " records"))
+      << error;
 }
 
 // The same damage in the failed set: retry_failed() says so and moves nothing, rather

@@ -278,7 +278,11 @@ class Client {
   std::size_t retry_failed(std::optional<Priority> only = std::nullopt);
 
   // Deletes queued and failed records whose timestamp is older than now - older_than,
-  // and returns how many. Throws flightlog::Error for a negative age.
+  // and returns how many. Throws flightlog::Error for a negative age, and when part of
+  // the journal cannot be read to its end (a damaged page: flightlog-dump --verify shows
+  // where) or written: the other parts are still cleaned, and the message says how many
+  // records were deleted (they stay deleted; dropped.cleaned_up counts them) and names
+  // LMDB's reason.
   template <typename Rep, typename Period>
   std::size_t cleanup_offline_queue(std::chrono::duration<Rep, Period> older_than) {
     return cleanup_older_than(

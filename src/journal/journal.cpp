@@ -612,32 +612,42 @@ CommitOutcome Journal::commit_whole(std::span<const std::byte> arena,
 
 std::size_t Journal::cleanup_before(std::int64_t cutoff_ns) {
   std::size_t removed = 0;
+  // The first failure, reported once every set has had its turn: a damaged page in one
+  // set does not keep old records of the others.
+  std::string failure;
   // Deletes per transaction; halved whenever a full map cannot hold a transaction's
   // page copies (see over_record_budget()), down to one.
   std::size_t per_txn = kCleanupDeletesPerTxn;
   for (std::size_t i = 0; i < kRecordSets; ++i) {
     std::uint64_t resume = 0;
+    std::optional<std::uint64_t> last_read;  // the set's last key read, for the message
     bool more = true;
     while (more) {
       Txn txn;
-      if (begin_write(txn.out()) != 0) return removed;
+      int rc = begin_write(txn.out());
       std::size_t deleted = 0;
       std::uint64_t next_resume = resume;
-      int rc = 0;
+      std::string failed_at;  // what failed, for the message
       more = false;
-      {
+      if (rc != 0) failed_at = "cannot begin a write transaction on";
+      if (rc == 0) {
         Cursor c(txn.get(), dbi_[i]);
         unsigned char start[8];
         be64(resume, start);
         MDB_val k = val_of(start, 8), v;
         int get = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
         while (get == 0) {
+          if (k.mv_size == 8) last_read = from_be64(k.mv_data);
           std::int64_t ts = 0;
           const bool readable =
               peek_timestamp({static_cast<const std::byte*>(v.mv_data), v.mv_size}, ts);
           if (readable && ts < cutoff_ns) {
             rc = mdb_cursor_del(c.get(), 0);
-            if (rc != 0) break;
+            if (rc != 0) {
+              failed_at = "cannot delete " + std::string(kSetNames[i]) + " record " +
+                          std::to_string(*last_read) + " of";
+              break;
+            }
             ++deleted;
           }
           if (deleted >= per_txn) {
@@ -650,6 +660,13 @@ std::size_t Journal::cleanup_before(std::int64_t cutoff_ns) {
             break;
           }
           get = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
+        }
+        // A damaged page, not the end of the set. LMDB marks the transaction failed, so
+        // the deletes made in it are dropped with it.
+        if (rc == 0 && get != 0 && get != MDB_NOTFOUND) {
+          rc = get;
+          failed_at = "cannot read the " + std::string(kSetNames[i]) + " records" +
+                      (last_read ? " after seq " + std::to_string(*last_read) : "") + " of";
         }
       }
       const std::uint64_t total = cleaned_up_ + deleted;
@@ -667,6 +684,9 @@ std::size_t Journal::cleanup_before(std::int64_t cutoff_ns) {
             refresh_counts();
           }
         }
+        if (rc != 0) {
+          failed_at = "cannot commit deletes of " + std::string(kSetNames[i]) + " records in";
+        }
       }
       if (rc == MDB_MAP_FULL && per_txn > 1) {
         txn.abort();
@@ -674,13 +694,20 @@ std::size_t Journal::cleanup_before(std::int64_t cutoff_ns) {
         more = true;  // the same range again, in smaller transactions
         continue;
       }
-      if (rc != 0) return removed;
+      if (rc != 0) {
+        if (failure.empty()) failure = unless_lost(lmdb_error(failed_at + " journal", dir_, rc));
+        break;  // on to the next set
+      }
       resume = next_resume;
       if (deleted > 0) {
         cleaned_up_ = total;
         removed += deleted;
       }
     }
+  }
+  if (!failure.empty()) {
+    throw Error("cleanup_offline_queue: deleted " + std::to_string(removed) +
+                " records; older ones may remain: " + failure);
   }
   return removed;
 }

@@ -127,7 +127,10 @@ class Journal {
 
   // Write side. Deletes queued and failed records stamped before `cutoff_ns`, in
   // transactions of bounded size. Returns how many. Records too damaged to read a
-  // timestamp from are kept (the dump reports them).
+  // timestamp from are kept (the dump reports them). A set that cannot be read to its
+  // end (a damaged page) or written does not stop the others: every set gets its turn,
+  // then flightlog::Error names the first failure (LMDB's reason, the set, the last key
+  // read) and how many records were deleted; those deletes are committed.
   std::size_t cleanup_before(std::int64_t cutoff_ns);
 
   // --- Delivery bookkeeping (write side; each call is one transaction) ---------------
