@@ -278,22 +278,30 @@ TEST(LogResults, InvalidRecordsAreRejectedAndCounted) {
   const fl::Field l{long_name, 1.0};
   EXPECT_EQ(c.log_event("e", {l, l, l, l}), fl::LogResult::Invalid);
   EXPECT_EQ(c.log_prediction({l, l, l, l, l, l, l}, {l}), fl::LogResult::Invalid);
+  // At most 255 fields on a side.
+  const std::vector<fl::Field> many(256, fl::Field{"f", 1.0});
+  const std::span<const fl::Field> all(many), one = all.first(1);
+  EXPECT_EQ(c.log_event("e", all), fl::LogResult::Invalid);
+  EXPECT_EQ(c.log_prediction(all, one), fl::LogResult::Invalid);
+  EXPECT_EQ(c.log_prediction(one, all), fl::LogResult::Invalid);
   EXPECT_EQ(c.log_prediction(s, {1.0, 2.0}, {0.5}), fl::LogResult::Ok);
   EXPECT_EQ(other.log_prediction(foreign, {1.0, 2.0}, {0.5}), fl::LogResult::Ok);
   c.flush();
   const auto st = c.get_offline_status();
-  EXPECT_EQ(st.dropped.invalid, 11u);
+  EXPECT_EQ(st.dropped.invalid, 14u);
   EXPECT_EQ(st.committed_total, 1u);
   EXPECT_EQ(other.get_offline_status().dropped.invalid, 0u);
 
-  // Names up to 255 bytes are fine.
+  // Names up to 255 bytes are fine, and 255 fields.
   const std::string name255(255, 'm');
   EXPECT_EQ(c.log_event(name255, {{name255, true}}), fl::LogResult::Ok);
+  EXPECT_EQ(c.log_event("e", all.first(255)), fl::LogResult::Ok);
   c.flush();
   const auto recs = read_journal(tmp / "j");
-  ASSERT_EQ(recs.size(), 2u);
+  ASSERT_EQ(recs.size(), 3u);
   EXPECT_EQ(recs[1].name, name255);
   EXPECT_EQ(recs[1].inputs.at(0).name, name255);
+  EXPECT_EQ(recs[2].inputs.size(), 255u);
 }
 
 // A schema that outlived its client is rejected and counted on the client it is given
@@ -661,6 +669,11 @@ TEST(Status, FlushWaitsForEverythingLoggedBefore) {
   }
   // A flush with nothing to do returns too.
   EXPECT_TRUE(c.flush_for(10s));
+  // A timeout past the steady clock's range waits like flush(); it does not wrap around
+  // to a deadline already past.
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(c.log_event("e", {{"i", i}}), fl::LogResult::Ok);
+  EXPECT_TRUE(c.flush_for(std::chrono::milliseconds::max()));
+  EXPECT_EQ(c.get_offline_status().committed_total, std::uint64_t{5 * 100 + 1000});
 }
 
 // Records the writer has drained into a batch but cannot commit yet are still counted:

@@ -6,6 +6,7 @@
 // for a few seconds there.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <condition_variable>
@@ -473,7 +474,46 @@ TEST(Concurrency, CleanupAndStatusWhileLogging) {
   c.flush();
   const auto st = c.get_offline_status();
   EXPECT_EQ(st.committed_total, static_cast<std::uint64_t>(kProducers * kPerThread));
+  EXPECT_GT(removed.load(), 0u);  // cleanup ran while records were committed
   EXPECT_EQ(st.dropped.cleaned_up, removed.load());
   EXPECT_EQ(st.queue_size + st.dropped.cleaned_up, st.committed_total);
   EXPECT_EQ(read_journal(dir).size(), st.queue_size);
+}
+
+TEST(Concurrency, StatusNeverMissesAnAcceptedRecordWhileTheWriterCommits) {
+  // queue_size counts records in the queues, in the writer's batches and in the journal.
+  // Nothing leaves here (no upload, no limit, no cleanup), so however a status read
+  // interleaves with the writer's dequeues and commits, it never counts fewer records
+  // than were accepted before it began.
+  fl::test::TempDir tmp;
+  auto o = fl::test::blocking_options(tmp / "j");
+  o.offline_max_queue_size = 0;
+  fl::Client c(o);
+  const auto s = c.schema({"feature1", "feature2", "feature3", "feature4"}, {"prediction"});
+  constexpr std::int64_t kRecords = fl::test::scaled(400'000);
+  std::atomic<std::uint64_t> accepted{0};
+  std::atomic<bool> done{false};
+  std::thread logger([&] {
+    for (std::int64_t n = 0; n < kRecords; ++n) {
+      const double x = static_cast<double>(n);
+      ASSERT_EQ(c.log_prediction(s, {x, x, x, x}, {x}), fl::LogResult::Ok);
+      accepted.fetch_add(1, std::memory_order_release);
+    }
+    done.store(true);
+  });
+  std::uint64_t reads = 0, short_reads = 0, worst = 0;
+  while (!done.load()) {
+    const std::uint64_t before = accepted.load(std::memory_order_acquire);
+    const std::uint64_t counted = c.get_offline_status().queue_size;
+    if (counted < before) {
+      ++short_reads;
+      worst = std::max(worst, before - counted);
+    }
+    ++reads;
+  }
+  logger.join();
+  EXPECT_EQ(short_reads, 0u) << "of " << reads << " reads; the worst missed " << worst;
+  EXPECT_GT(reads, 10u);  // the reads overlapped the logging
+  ASSERT_TRUE(c.flush_for(60s));
+  EXPECT_EQ(c.get_offline_status().queue_size, static_cast<std::size_t>(kRecords));
 }

@@ -29,8 +29,9 @@ enum class LogResult : std::uint8_t {
   Ok = 0,     // accepted into memory; committed to the journal shortly (see flush())
   QueueFull,  // dropped: the priority's queue was full and its policy is Drop
   TooLarge,   // rejected: larger than Options::max_record_bytes
-  Invalid,    // rejected: value count does not match the schema, a name over 255 bytes,
-              // a schema of another client, or more threads than max_producer_threads
+  Invalid,    // rejected: value count does not match the schema, more than 255 fields on
+              // a side (inputs, output, an event's fields), a name over 255 bytes, a
+              // schema of another client, or more threads than max_producer_threads
   Closed,     // rejected: the client's destructor has begun (a call racing it; see ~Client)
 };
 
@@ -154,7 +155,8 @@ class Client {
                            std::initializer_list<Value> output,
                            Priority priority = Priority::Normal) noexcept;
 
-  // A generic event: a name (at most 255 bytes) and fields. Dumped with "type":"event".
+  // A generic event: a name (at most 255 bytes) and at most 255 fields. Dumped with
+  // "type":"event".
   LogResult log_event(std::string_view name, std::initializer_list<Field> fields,
                       Priority priority = Priority::Normal) noexcept;
 
@@ -208,7 +210,8 @@ class Client {
   // with its guarantee: true once everything logged before the call is committed or
   // counted as dropped (get_offline_status().dropped says which); false on timeout, and
   // false in Durability::Periodic when a device flush failed as described for flush()
-  // (the next call, if its device flush succeeds, returns true again).
+  // (the next call, if its device flush succeeds, returns true again). A timeout too
+  // long for the steady clock to represent (milliseconds::max()) waits like flush().
   bool flush_for(std::chrono::milliseconds timeout);
 
   // --- Crash flush (opt-in, process-wide) ----------------------------------------------

@@ -502,14 +502,24 @@ class alignas(64) Client::Impl {
 
   OfflineStatus status() const {
     OfflineStatus s;
+    // Read in the order records move (queues, then the writer's batches, then the
+    // journal), so that a record moving on during the reads is met again further along:
+    // counted once or, for an instant, twice; read the other way round, a whole batch
+    // committed between the reads would be counted nowhere.
+    for (std::size_t p = 0; p < 4; ++p) {
+      s.in_memory += queues_[p].size_approx();  // slots; most records take one
+    }
+    // A dequeue in progress has taken records the queues no longer show and in_batches
+    // does not show yet; it lasts a few hundred ns.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    while (writer_counters_.dequeuing.load(std::memory_order_acquire)) std::this_thread::yield();
+    s.in_memory += writer_counters_.in_batches.load(std::memory_order_acquire);
     const JournalCounts c = journal_->counts();
     for (std::size_t p = 0; p < 4; ++p) {
       s.queue_size_by_priority[p] = c.entries[p];
       s.queue_size += c.entries[p];
-      s.in_memory += queues_[p].size_approx();  // slots; most records take one
       s.dropped.queue_full[p] = hot_.queue_full[p].load(std::memory_order_relaxed);
     }
-    s.in_memory += writer_counters_.in_batches.load(std::memory_order_relaxed);
     s.queue_size += s.in_memory;
     s.failed_count = c.entries[static_cast<std::size_t>(RecordSet::Failed)];
     s.committed_total = writer_counters_.committed.load(std::memory_order_relaxed);
@@ -726,7 +736,13 @@ void Client::flush() {
 }
 
 bool Client::flush_for(std::chrono::milliseconds timeout) {
-  return impl_->flush(std::chrono::steady_clock::now() + timeout);
+  const auto now = std::chrono::steady_clock::now();
+  // now + timeout overflows for a timeout of centuries (milliseconds::max() is a common
+  // way to say "no limit"), and would wrap to a deadline already past: wait without one.
+  const auto room = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::time_point::max() - now);
+  if (timeout >= room) return impl_->flush(std::nullopt);
+  return impl_->flush(now + timeout);
 }
 
 void Client::install_crash_flush(std::chrono::milliseconds budget) {

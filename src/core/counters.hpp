@@ -26,10 +26,14 @@ struct alignas(64) WriterCounters {
   std::atomic<std::uint64_t> journal_error{0};
   std::atomic<std::uint64_t> malformed{0};  // in-memory records the writer could not read
   std::atomic<std::uint64_t> device_sync_failures{0};  // Durability::Periodic's flushes
-  // Records drained from the queues into a batch and not yet committed (or dropped):
-  // up to two batches' worth. Lowered after the journal published the commit's counts,
-  // so the status may count a record twice for an instant, never zero times.
+  // Records drained from the queues into a batch and not yet committed (or dropped): up
+  // to two batches' worth. Raised right after a dequeue (while `dequeuing` is set) and
+  // lowered after the journal published the commit's counts. A status reads the queues,
+  // waits until `dequeuing` is clear, then reads this, then the journal: a record that
+  // moves on between the reads is met again further along, so it may be counted twice
+  // for an instant, never zero times.
   std::atomic<std::uint64_t> in_batches{0};
+  std::atomic<bool> dequeuing{false};  // set by the drain thread around each dequeue
 
   // Why the journal last dropped records (journal_full or journal_error) or last failed
   // to flush to the device; empty if it never did. Written only on such failures, so

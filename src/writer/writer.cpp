@@ -137,7 +137,9 @@ void Writer::drain_loop() {
     if (drained && ticket > std::max(filling_->ticket, handed_ticket)) filling_->ticket = ticket;
 
     std::unique_lock lock(mu_);
-    auto has_work = [&] { return !filling_->records.empty() || filling_->ticket > handed_ticket; };
+    // Drained, not records: a batch holding only malformed records is handed over too,
+    // so its commit takes them out of in_batches.
+    auto has_work = [&] { return filling_->drained > 0 || filling_->ticket > handed_ticket; };
     // A batch of records that merely trickled in waits until min_commit_interval has
     // passed since the last hand-over; a flush, a stop or a full batch goes at once.
     const auto now = std::chrono::steady_clock::now();
@@ -223,7 +225,13 @@ void Writer::drain_producer(std::size_t priority, Producer& producer, bool& stop
   ProducerToken& token = producer.token(priority);
   Slot* buf = drain_buf_.get();
   for (;;) {
+    // Counted at once, not as each record is encoded, and flagged while neither is done:
+    // a status read in between would otherwise find these records in neither the queue
+    // nor a batch (see WriterCounters::in_batches).
+    counters_.dequeuing.store(true, std::memory_order_seq_cst);
     const std::size_t n = q.try_dequeue_bulk_from_producer(token, buf, kDrainChunkSlots);
+    if (n > 0) count_drained(buf, n);
+    counters_.dequeuing.store(false, std::memory_order_release);
     if (n == 0) return;
     std::size_t i = 0;
     while (i < n) {
@@ -328,7 +336,18 @@ void Writer::encode(const Slot* slots, std::size_t n_slots, Priority p) {
   const std::size_t offset = enc.finish();
   filling_->records.push_back(PendingRecord{p, static_cast<std::uint32_t>(offset),
                                             static_cast<std::uint32_t>(arena.size() - offset)});
-  bump(counters_.in_batches);
+}
+
+void Writer::count_drained(const Slot* slots, std::size_t n) {
+  // The same walk as drain_producer's: a record whose first slot is here counts, the rest
+  // of one cut off at the end is counted with its head; a malformed slot counts as one.
+  std::size_t records = 0;
+  for (std::size_t i = 0; i < n; ++records) {
+    const std::size_t need = read_slot_header(slots[i].bytes).n_slots;
+    i += (need == 0 || need > config_.max_record_slots) ? 1 : need;
+  }
+  filling_->drained += records;
+  bump(counters_.in_batches, records);
 }
 
 // ---- Commit thread -----------------------------------------------------------------------
@@ -401,15 +420,17 @@ void Writer::commit_loop() {
 }
 
 void Writer::commit(Batch& batch) {
-  if (batch.records.empty()) return;
-  const CommitOutcome out = journal_.commit(batch.arena, batch.records, config_.max_queued);
-  bump(counters_.committed, out.committed);
-  if (out.committed > 0) bump(counters_.commits);
-  bump(counters_.journal_full, out.dropped_journal_full);
-  bump(counters_.journal_error, out.dropped_error);
-  if (!out.error.empty()) counters_.set_journal_error(out.error);
-  // Every record of the batch is now committed or counted as dropped.
-  counters_.in_batches.fetch_sub(batch.records.size(), std::memory_order_relaxed);
+  if (!batch.records.empty()) {
+    const CommitOutcome out = journal_.commit(batch.arena, batch.records, config_.max_queued);
+    bump(counters_.committed, out.committed);
+    if (out.committed > 0) bump(counters_.commits);
+    bump(counters_.journal_full, out.dropped_journal_full);
+    bump(counters_.journal_error, out.dropped_error);
+    if (!out.error.empty()) counters_.set_journal_error(out.error);
+  }
+  // Every record of the batch is now committed (the journal has published its counts) or
+  // counted as dropped. Release: a status that sees the count lowered then sees those.
+  counters_.in_batches.fetch_sub(batch.drained, std::memory_order_release);
 }
 
 void Writer::run_commands() {

@@ -134,10 +134,15 @@ class Writer {
     std::vector<std::byte> arena;
     std::vector<PendingRecord> records;
     std::uint64_t ticket = 0;  // flush ticket completed once this batch is committed
+    // Records dequeued into this batch (malformed ones too), counted in
+    // WriterCounters::in_batches from the moment they left the queue until the batch is
+    // committed or dropped.
+    std::size_t drained = 0;
     void clear() {
       arena.clear();
       records.clear();
       ticket = 0;
+      drained = 0;
     }
   };
 
@@ -150,6 +155,9 @@ class Writer {
   void tick_clock(std::chrono::steady_clock::time_point now) noexcept;
   void drain_producer(std::size_t priority, Producer& producer, bool& stop_pass);
   void encode(const Slot* slots, std::size_t n_slots, Priority p);
+  // Drain thread: counts the records that start in `slots`, just dequeued for `filling_`
+  // (see Batch::drained).
+  void count_drained(const Slot* slots, std::size_t n);
   bool filling_full() const;
   void commit(Batch& batch);
   void run_commands();
