@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <string>
@@ -240,6 +241,79 @@ TEST(Dump, DamagedRecordsAreReportedAndTheOthersPrinted) {
   ASSERT_EQ(lines.size(), 5u) << res.out;
   const std::vector<std::int64_t> want_n = {0, 1, 3, 4, 6};  // NORMAL, then LOW
   for (std::size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i].n, want_n[i]);
+}
+
+// A key that is not an 8-byte sequence number (damage, or a foreign writer) stops the
+// walk of its set as damage does, with the same report and exit status, whatever the
+// chunk size; it is never printed as seq 0 nor taken for the end of the set.
+TEST(Dump, AKeyThatIsNotASequenceNumberIsReportedAsDamage) {
+  fl::test::TempDir tmp;
+  const auto dir = tmp / "j";
+  std::string journal_id;
+  {
+    fl::Client c(fl::test::test_options(dir));
+    for (int n = 0; n < 4; ++n) {
+      ASSERT_EQ(c.log_event("e", {{"n", n}}, fl::Priority::Low), fl::LogResult::Ok);
+    }
+    c.flush();
+    journal_id = c.get_offline_status().journal_id;
+  }
+  const auto recs = fl::test::read_journal(dir);
+  ASSERT_EQ(recs.size(), 4u);
+  {
+    // Right after the second record's key: its 8 bytes and one more.
+    fl::test::RawLmdb raw(dir);
+    raw.put("low", fl::test::RawLmdb::be64(recs[1].seq) + "x", fl::test::as_bytes("whatever"));
+  }
+  for (const char* chunk : {"1", "2", "1024"}) {
+    const auto res = run_dump(dir, {"--chunk", chunk});
+    EXPECT_EQ(res.exit_code, 3) << chunk << ": " << res.err;
+    EXPECT_TRUE(
+        contains(res.err, "cannot read the low records after seq " + std::to_string(recs[1].seq)))
+        << chunk << ": " << res.err;
+    EXPECT_TRUE(contains(res.err, "a key of 9 bytes, not an 8-byte sequence number")) << res.err;
+    const auto lines = parse_all(res.out, journal_id);
+    ASSERT_EQ(lines.size(), 2u) << chunk << ": " << res.out;
+    EXPECT_EQ(lines[0].seq, recs[0].seq);
+    EXPECT_EQ(lines[1].seq, recs[1].seq);
+  }
+  const auto verify = run_dump(dir, {"--verify", "--chunk", "1"});
+  EXPECT_EQ(verify.exit_code, 3) << verify.out << verify.err;
+}
+
+// A record may carry any 64-bit timestamp; those at either end are printed like the rest
+// (no filter default may stand for "no limit" and exclude one).
+TEST(Dump, RecordsStampedAtEitherEndOfTimeArePrinted) {
+  fl::test::TempDir tmp;
+  const auto dir = tmp / "j";
+  std::string journal_id;
+  {
+    fl::Client c(fl::test::test_options(dir));
+    for (int n = 0; n < 3; ++n) ASSERT_EQ(c.log_event("e", {{"n", n}}), fl::LogResult::Ok);
+    c.flush();
+    journal_id = c.get_offline_status().journal_id;
+  }
+  const auto recs = fl::test::read_journal(dir);
+  ASSERT_EQ(recs.size(), 3u);
+  constexpr std::int64_t kEdges[2] = {std::numeric_limits<std::int64_t>::min(),
+                                      std::numeric_limits<std::int64_t>::max()};
+  {
+    fl::test::RawLmdb raw(dir);
+    for (std::size_t i = 0; i < 2; ++i) {
+      const auto bytes = fl::test::encode_record(fd::kKindEvent, fl::Priority::Normal, kEdges[i],
+                                                 "e", {{"n", recs[i].inputs.at(0).i}}, {});
+      raw.put_seq("normal", recs[i].seq, {bytes.data(), bytes.size()});
+    }
+  }
+  const auto res = run_dump(dir);
+  EXPECT_EQ(res.exit_code, 0) << res.err;
+  const auto lines = parse_all(res.out, journal_id);
+  ASSERT_EQ(lines.size(), 3u) << res.out;
+  EXPECT_EQ(lines[0].ts_ns, kEdges[0]);
+  EXPECT_EQ(lines[1].ts_ns, kEdges[1]);
+  // Asked for by id, too.
+  const auto by_id = run_dump(dir, {"--id", lines[1].id});
+  EXPECT_EQ(split_lines(by_id.out).size(), 1u) << by_id.out << by_id.err;
 }
 
 TEST(Dump, UnopenableJournalsExitWithStatusTwoAndNewerOnesWithFour) {

@@ -986,6 +986,7 @@ std::uint64_t Journal::scan(RecordSet set, std::uint64_t from_seq, std::size_t l
   std::uint64_t next = 0;
   std::uint64_t last = from_seq;
   int failed = 0;
+  std::size_t bad_key_bytes = 0;  // a key that is not a sequence number: damage too
   {
     Cursor c(txn.get(), dbi_[static_cast<std::size_t>(set)]);
     unsigned char start[8];
@@ -994,11 +995,15 @@ std::uint64_t Journal::scan(RecordSet set, std::uint64_t from_seq, std::size_t l
     int rc = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
     std::size_t seen = 0;
     while (rc == 0) {
-      if (seen == limit) {
-        next = k.mv_size == 8 ? from_be64(k.mv_data) : 0;
+      if (k.mv_size != 8) {
+        bad_key_bytes = k.mv_size;
         break;
       }
-      const std::uint64_t seq = k.mv_size == 8 ? from_be64(k.mv_data) : 0;
+      const std::uint64_t seq = from_be64(k.mv_data);
+      if (seen == limit) {
+        next = seq;
+        break;
+      }
       fn(seq, {static_cast<const std::byte*>(v.mv_data), v.mv_size});
       last = seq;
       ++seen;
@@ -1007,10 +1012,13 @@ std::uint64_t Journal::scan(RecordSet set, std::uint64_t from_seq, std::size_t l
     if (rc != 0 && rc != MDB_NOTFOUND) failed = rc;  // a damaged page, not the end
   }
   txn.abort();
-  if (failed != 0) {
-    throw Error(lmdb_error("cannot read the " + std::string(record_set_name(set)) +
-                               " records after seq " + std::to_string(last) + " of journal",
-                           dir_, failed));
+  const std::string where =
+      "the " + std::string(record_set_name(set)) + " records after seq " + std::to_string(last);
+  if (failed != 0) throw Error(lmdb_error("cannot read " + where + " of journal", dir_, failed));
+  if (bad_key_bytes != 0) {
+    throw Error("cannot read " + where + " of journal " + quoted(dir_) + ": a key of " +
+                std::to_string(bad_key_bytes) +
+                " bytes, not an 8-byte sequence number (the journal is damaged)");
   }
   return next;
 }

@@ -168,7 +168,8 @@ class Journal {
   // `limit`, inside one short read transaction; `fn` must not keep the spans. Returns
   // the seq to continue from, or 0 when the set has no more records.
   // Throws Error, naming the set, the last seq visited and LMDB's reason, when the
-  // read fails (a damaged page, MDB_READERS_FULL): never mistaken for the end.
+  // read fails (a damaged page, MDB_READERS_FULL) or meets a key that is not an 8-byte
+  // sequence number: never mistaken for the end.
   using Visitor = std::function<void(std::uint64_t seq, std::span<const std::byte> bytes)>;
   std::uint64_t scan(RecordSet set, std::uint64_t from_seq, std::size_t limit,
                      const Visitor& fn) const;

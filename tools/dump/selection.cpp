@@ -48,7 +48,7 @@ bool Selection::walks(fd::RecordSet set) const {
 
 bool Selection::matches(const fd::DecodedRecord& rec) const {
   return priorities[static_cast<std::size_t>(rec.priority)] && rec.ts_ns >= since_ns &&
-         rec.ts_ns < until_ns;
+         (!until_ns || rec.ts_ns < *until_ns);
 }
 
 std::uint64_t records_to_read(const fd::Journal& journal, const Selection& sel) {

@@ -61,7 +61,9 @@ struct Selection {
   bool queued = true;
   bool failed = true;
   std::int64_t since_ns = std::numeric_limits<std::int64_t>::min();
-  std::int64_t until_ns = std::numeric_limits<std::int64_t>::max();
+  // Exclusive, so no value can stand for "no --until": a record may be stamped with the
+  // largest one.
+  std::optional<std::int64_t> until_ns;
   // --id: the journal id each names, and the sequence numbers (sorted, unique).
   std::vector<std::string> id_journals;
   std::vector<std::uint64_t> seqs;
