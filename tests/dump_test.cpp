@@ -386,7 +386,8 @@ TEST(Dump, OutputThatCannotBeWrittenExitsWithStatusSeven) {
     fl::Client c(fl::test::test_options(tmp / "j"));
     for (int n = 0; n < 2000; ++n) ASSERT_EQ(c.log_event("e", {{"n", n}}), fl::LogResult::Ok);
   }
-  for (const char* mode : {"--format=ndjson", "--stats", "--verify"}) {
+  // --limit=1: an output small enough to wait in stdio's buffer until the end.
+  for (const char* mode : {"--format=ndjson", "--stats", "--verify", "--limit=1"}) {
     const auto res = fl::test::run_process({"/bin/sh", "-c",
                                             cat("exec '", FLIGHTLOG_DUMP_PATH, "' '",
                                                 (tmp / "j").string(), "' ", mode, " > /dev/full")});

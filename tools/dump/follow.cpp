@@ -36,7 +36,7 @@ FollowResult follow(fd::Journal& journal, const Selection& sel, RecordPrinter& p
           ++result.damaged;
           on_damaged(set, seq, error);
         });
-    std::fflush(stdout);
+    flush_stdout();
     result.damaged += report_read_errors("flightlog-dump", w);
     if (w.stopped) break;
     watermark = next;

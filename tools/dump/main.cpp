@@ -139,7 +139,7 @@ int run_dump(fd::Journal& journal, const ft::Selection& sel, ft::RecordFormat fo
         print_damaged(set, seq, error);
       });
   ft::write_stdout(text);
-  std::fflush(stdout);
+  ft::flush_stdout();
   progress.finish();
   damaged += ft::report_read_errors(kTool, w);
   if (follow && !w.stopped && (sel.limit == 0 || w.selected < sel.limit)) {
@@ -147,7 +147,7 @@ int run_dump(fd::Journal& journal, const ft::Selection& sel, ft::RecordFormat fo
                               sel.limit == 0 ? 0 : sel.limit - w.selected, interval, print_damaged);
     damaged += f.damaged;
   }
-  std::fflush(stdout);
+  ft::flush_stdout();
   if (damaged > 0) {
     std::cerr << kTool << ": " << damaged << " damaged record(s) or unreadable set(s)\n";
     return ft::kExitDamaged;

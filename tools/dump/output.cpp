@@ -26,8 +26,13 @@ bool write_stdout(std::string& text) {
   return first_error == 0 && std::ferror(stdout) == 0;
 }
 
-bool output_failed(const char* tool) {
+bool flush_stdout() {
   if (std::fflush(stdout) != 0) note_failure();
+  return first_error == 0 && std::ferror(stdout) == 0;
+}
+
+bool output_failed(const char* tool) {
+  flush_stdout();
   if (first_error == 0 && std::ferror(stdout) == 0) return false;
   if (first_error == 0) first_error = EIO;
   std::cerr << tool << ": cannot write the output: " << std::strerror(first_error) << "\n";

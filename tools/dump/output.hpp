@@ -10,6 +10,11 @@ namespace flightlog::tools {
 // caller stops walking the journal (nothing more could be written).
 bool write_stdout(std::string& text);
 
+// Flushes stdout (progress on a terminal, --follow). Returns false once stdout has
+// failed. Every flush goes through here or output_failed(): a failure's errno is read
+// at once, before a later call can clear or replace it.
+bool flush_stdout();
+
 // Call after the last write. Flushes stdout; if that or any write failed, prints
 // "<tool>: cannot write the output: <reason>" on stderr and returns true.
 bool output_failed(const char* tool);
