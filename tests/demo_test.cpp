@@ -150,6 +150,12 @@ TEST(Demo, BadOptionsExitWithUsageError) {
   EXPECT_EQ(run_demo({"--rate", "0"}).exit_code, 1);
   EXPECT_EQ(run_demo({"--no-such-option"}).exit_code, 1);
   EXPECT_EQ(run_demo({"--user", "someone"}).exit_code, 1);  // needs --clickhouse
+  // The Client's own limit, refused as a bad command line, not by the Client.
+  EXPECT_EQ(run_demo({"--batch-records", "500000"}).exit_code, 1);
+  // Every call's latency is kept: a run too long for memory is refused up front.
+  const ft::ProcessResult huge = run_demo({"--rate", "1e7", "--duration", "3600"});
+  EXPECT_EQ(huge.exit_code, 1);
+  EXPECT_TRUE(contains(huge.err, "--rate x --duration")) << huge.err;
   const ft::ProcessResult r = run_demo({"--duration", "2", "--offline-seconds", "5"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(contains(r.err, "--offline-seconds")) << r.err;

@@ -295,6 +295,23 @@ TEST_F(ReplayTest, RefusesPlainHttpUnlessAllowedAndOnlyForLoopback) {
   EXPECT_EQ(replay({"--endpoint", url, "--to-journal", (tmp_ / "copy").string()}).exit_code, 1);
 }
 
+// The Client's checks judge the delivery flags; their errors name the flag to change.
+TEST_F(ReplayTest, OutOfRangeDeliveryFlagsAreNamedInTheError) {
+  ft::TlsReceiver rx;
+  const std::pair<const char*, const char*> cases[] = {
+      {"--max-attempts", "500"},
+      {"--batch-records", "500000"},
+      {"--request-timeout-ms", "0"},
+  };
+  for (const auto& [flag, value] : cases) {
+    const auto res = replay_to(rx, {flag, value});
+    EXPECT_EQ(res.exit_code, 1) << flag << ": " << res.err;
+    EXPECT_TRUE(contains(res.err, std::string("(flightlog-replay: ") + flag + ")"))
+        << flag << ": " << res.err;
+  }
+  EXPECT_EQ(rx.request_count(), 0u);
+}
+
 TEST_F(ReplayTest, FindsRejectedRecordsRetriesAndNeverPrintsTheKey) {
   ft::TlsReceiver rx;
   rx.script(ft::Reply::status_only(503));  // the first post: retried

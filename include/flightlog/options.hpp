@@ -121,9 +121,11 @@ struct Options {
   // (~12,700 W2 records): measured on two 2-core VMs, 5-10% faster to a loopback
   // receiver and 12-31% faster to ClickHouse than 5000 (bench/results/upload.md).
   // Background sync also starts as soon as this many records wait (unless the last
-  // upload failed: see backoff_base).
+  // upload failed: see backoff_base). Records: 1 to kMaxUploadBatchRecords (100000);
+  // bytes: 1 KiB to 256 MiB.
   std::size_t upload_batch_max_records = 20000;
   std::size_t upload_batch_max_bytes = std::size_t{4} << 20;
+  static constexpr std::size_t kMaxUploadBatchRecords = 100'000;
 
   // gzip request bodies: ~4.6x fewer bytes on the wire for prediction records, at some
   // CPU per record on the uploader thread (never on the hot path).

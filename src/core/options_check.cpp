@@ -54,9 +54,11 @@ void validate_options(const Options& o) {
           "must be a non-empty name without control characters");
   require(o.upload_format == UploadFormat::Ndjson || o.upload_format == UploadFormat::ClickHouse,
           "upload_format", "is not an UploadFormat value");
-  require(o.upload_batch_max_records >= 1 && o.upload_batch_max_records <= 100'000,
+  require(o.upload_batch_max_records >= 1 &&
+              o.upload_batch_max_records <= Options::kMaxUploadBatchRecords,
           "upload_batch_max_records",
-          "must be between 1 and 100000, got " + n(o.upload_batch_max_records));
+          "must be between 1 and " + n(Options::kMaxUploadBatchRecords) + ", got " +
+              n(o.upload_batch_max_records));
   require(o.upload_batch_max_bytes >= 1024 && o.upload_batch_max_bytes <= (std::size_t{256} << 20),
           "upload_batch_max_bytes",
           "must be between 1 KiB and 256 MiB, got " + n(o.upload_batch_max_bytes));

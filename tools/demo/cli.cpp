@@ -8,6 +8,10 @@ namespace flightlog::demo {
 
 namespace {
 
+// Records one run may log: the demo keeps every call's latency (4 bytes), so this is at
+// most 1 GB of them. The command line allows rates and durations whose product is more.
+constexpr double kMaxCalls = 250e6;
+
 constexpr const char* kDescription =
     "flightlog-demo: an inference service that logs its predictions with flightlog.\n"
     "\n"
@@ -73,7 +77,7 @@ std::optional<DemoConfig> parse_command_line(int argc, char** argv, int& exit_co
   app.add_flag("--gzip", c.gzip, "gzip upload bodies (Options::upload_gzip)");
   app.add_option("--batch-records", c.batch_records,
                  "Most records per upload request (Options::upload_batch_max_records)")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
+      ->check(CLI::Range(std::size_t{1}, Options::kMaxUploadBatchRecords))
       ->capture_default_str();
 
   auto* ch = app.add_option("--clickhouse", c.clickhouse_url,
@@ -96,6 +100,14 @@ std::optional<DemoConfig> parse_command_line(int argc, char** argv, int& exit_co
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     exit_code = app.exit(e) == 0 ? kExitOk : kExitUsage;
+    return std::nullopt;
+  }
+  if (c.rate * c.duration_s > kMaxCalls) {
+    std::cerr << "flightlog-demo: --rate x --duration is "
+              << static_cast<long long>(c.rate * c.duration_s) << " records, more than the demo's "
+              << static_cast<long long>(kMaxCalls)
+              << " (it keeps every call's latency, 4 bytes a call)\n";
+    exit_code = kExitUsage;
     return std::nullopt;
   }
   if (!c.clickhouse() && c.offline_s >= c.duration_s) {

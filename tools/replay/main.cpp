@@ -7,10 +7,13 @@
 // copying in copy.hpp.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 
 #include "copy.hpp"
 #include "core/options_check.hpp"
@@ -197,6 +200,41 @@ std::string count_of(std::size_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
 }
 
+// The command-line flag that sets each Options field make_delivery() fills, so that an
+// error of the Client's checks ("invalid option max_attempts: ...") names what to change.
+constexpr std::pair<std::string_view, std::string_view> kFlagOfOption[] = {
+    {"endpoint", "--endpoint"},
+    {"api_key", "FLIGHTLOG_API_KEY"},
+    {"upload_format", "--format"},
+    {"clickhouse_table", "--clickhouse-table"},
+    {"clickhouse_user", "--clickhouse-user"},
+    {"ca_file", "--ca-file"},
+    {"upload_batch_max_records", "--batch-records"},
+    {"upload_batch_max_bytes", "--batch-bytes"},
+    {"max_attempts", "--max-attempts"},
+    {"backoff_base", "--backoff-base-ms"},
+    {"backoff_cap", "--backoff-cap-ms"},
+    {"connect_timeout", "--connect-timeout-ms"},
+    {"handshake_timeout", "--connect-timeout-ms"},
+    {"request_timeout", "--request-timeout-ms"},
+};
+
+// "invalid option <field>: <rule>" with the flag that sets <field> added; a refused
+// http:// endpoint also names the flag that allows one.
+std::string with_flag(std::string what) {
+  if (what.find("allow_insecure_http") != std::string::npos) {
+    return what + " (flightlog-replay: --allow-insecure-http, loopback hosts only)";
+  }
+  constexpr std::string_view kPrefix = "invalid option ";
+  if (what.rfind(kPrefix, 0) != 0) return what;
+  const std::string_view field =
+      std::string_view(what).substr(kPrefix.size(), what.find(':') - kPrefix.size());
+  for (const auto& [option, flag] : kFlagOfOption) {
+    if (field == option) return what + " (flightlog-replay: " + std::string(flag) + ")";
+  }
+  return what;
+}
+
 // Turns the delivery options into the Client's Options, checks them with the Client's
 // own checks, and makes the uploader's transport. Returns -1, or the exit code.
 int make_delivery(const Args& a, fl::Options& options, ft::SendConfig& send,
@@ -212,7 +250,8 @@ int make_delivery(const Args& a, fl::Options& options, ft::SendConfig& send,
   options.upload_gzip = a.gzip;
   options.upload_batch_max_records = a.batch_records;
   options.upload_batch_max_bytes = a.batch_bytes;
-  options.max_attempts = static_cast<std::uint16_t>(std::min(a.max_attempts, 1000u));
+  // Clamped only to fit the field; the Client's check refuses anything over its limit.
+  options.max_attempts = static_cast<std::uint16_t>(std::min(a.max_attempts, 65535u));
   options.backoff_base = std::chrono::milliseconds(a.backoff_base_ms);
   options.backoff_cap = std::chrono::milliseconds(a.backoff_cap_ms);
   options.connect_timeout = std::chrono::milliseconds(a.connect_timeout_ms);
@@ -222,11 +261,7 @@ int make_delivery(const Args& a, fl::Options& options, ft::SendConfig& send,
     fd::validate_options(options);
     transport = fd::make_https_transport(options, send.target);
   } catch (const fl::Error& e) {
-    std::string what = e.what();
-    if (what.find("allow_insecure_http") != std::string::npos) {
-      what += " (flightlog-replay: --allow-insecure-http, loopback hosts only)";
-    }
-    return usage(what);
+    return usage(with_flag(e.what()));
   }
   send.format = options.upload_format;
   send.api_key = options.api_key;
