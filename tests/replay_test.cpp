@@ -306,8 +306,7 @@ TEST_F(ReplayTest, OutOfRangeDeliveryFlagsAreNamedInTheError) {
   for (const auto& [flag, value] : cases) {
     const auto res = replay_to(rx, {flag, value});
     EXPECT_EQ(res.exit_code, 1) << flag << ": " << res.err;
-    EXPECT_TRUE(contains(res.err, std::string("(flightlog-replay: ") + flag + ")"))
-        << flag << ": " << res.err;
+    EXPECT_TRUE(contains(res.err, std::string("(set by ") + flag + ")")) << flag << ": " << res.err;
   }
   EXPECT_EQ(rx.request_count(), 0u);
 }

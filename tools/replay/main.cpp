@@ -223,14 +223,14 @@ constexpr std::pair<std::string_view, std::string_view> kFlagOfOption[] = {
 // http:// endpoint also names the flag that allows one.
 std::string with_flag(std::string what) {
   if (what.find("allow_insecure_http") != std::string::npos) {
-    return what + " (flightlog-replay: --allow-insecure-http, loopback hosts only)";
+    return what + " (--allow-insecure-http allows it, for loopback hosts only)";
   }
   constexpr std::string_view kPrefix = "invalid option ";
   if (what.rfind(kPrefix, 0) != 0) return what;
   const std::string_view field =
       std::string_view(what).substr(kPrefix.size(), what.find(':') - kPrefix.size());
   for (const auto& [option, flag] : kFlagOfOption) {
-    if (field == option) return what + " (flightlog-replay: " + std::string(flag) + ")";
+    if (field == option) return what + " (set by " + std::string(flag) + ")";
   }
   return what;
 }
