@@ -330,6 +330,16 @@ TEST(LogResults, BadSchemasThrow) {
   const std::string long_name(256, 'n');
   EXPECT_THROW(c.schema({long_name}, {"p"}), fl::Error);
   EXPECT_THROW(c.schema({"a"}, {long_name}), fl::Error);
+  // A name repeated within a side would be a repeated JSON key; across sides it is not.
+  std::string error;
+  try {
+    c.schema({"a", "b", "a"}, {"p"});
+  } catch (const fl::Error& e) {
+    error = e.what();
+  }
+  EXPECT_EQ(error, "schema: input name \"a\" appears more than once");
+  EXPECT_THROW(c.schema({"a"}, {"p", "p"}), fl::Error);
+  EXPECT_NO_THROW(c.schema({"a"}, {"a"}));
   // Schemas with at most 255 names per side are accepted, empty sides too.
   EXPECT_NO_THROW(c.schema({}, {}));
   auto s = c.schema({}, {"only_output"});

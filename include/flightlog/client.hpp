@@ -174,8 +174,11 @@ class Client {
                       Priority priority = Priority::Normal) noexcept;
 
   // Registers names once, outside the hot loop. Throws flightlog::Error for a name over
-  // 255 bytes, more than 255 names per side, or more than 65535 schemas per client
-  // (named-form shapes remembered as implicit schemas count towards that limit too).
+  // 255 bytes, a name repeated within a side (inputs, or output), more than 255 names
+  // per side, or more than 65535 schemas per client (named-form shapes remembered as
+  // implicit schemas count towards that limit too). The logging calls do not check
+  // names for repeats (it would cost every call); the dump and uploads render a repeated
+  // key with "#2", "#3"... appended.
   Schema schema(std::initializer_list<std::string_view> inputs,
                 std::initializer_list<std::string_view> outputs);
   // The same for names in any range of strings (std::vector<std::string>, a span of

@@ -19,6 +19,7 @@
 #include "core/crash_flush.hpp"
 #include "core/options_check.hpp"
 #include "core/threads.hpp"
+#include "format/json.hpp"
 #include "hot_path/clock.hpp"
 #include "hot_path/hot_arena.hpp"
 #include "hot_path/producers.hpp"
@@ -480,10 +481,19 @@ class alignas(64) Client::Impl {
     for (auto name : inputs) def.inputs.emplace_back(name);
     for (auto name : outputs) def.outputs.emplace_back(name);
     for (const auto* side : {&def.inputs, &def.outputs}) {
-      for (const auto& name : *side) {
+      for (std::size_t i = 0; i < side->size(); ++i) {
+        const std::string& name = (*side)[i];
         if (name.size() > 255) {
           throw Error("schema: field name of " + std::to_string(name.size()) +
                       " bytes is over the 255-byte limit");
+        }
+        // Each side becomes one JSON object: a repeated name would be a repeated key.
+        if (std::find(side->begin(), side->begin() + static_cast<std::ptrdiff_t>(i), name) !=
+            side->begin() + static_cast<std::ptrdiff_t>(i)) {
+          std::string quoted;
+          append_json_string(quoted, name);
+          throw Error(std::string("schema: ") + (side == &def.inputs ? "input" : "output") +
+                      " name " + quoted + " appears more than once");
         }
       }
     }

@@ -1,9 +1,11 @@
 #include "format/json.hpp"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <ctime>
+#include <span>
 
 namespace flightlog::detail {
 
@@ -220,15 +222,44 @@ std::string record_id(std::string_view journal_id, std::uint64_t seq) {
 
 namespace {
 
+// Where a key was written in the output, quotes included.
+struct KeySpan {
+  std::size_t at;
+  std::size_t len;
+};
+
+// Whether the key at out[at, out.size()) equals one of `keys`.
+bool key_taken(const std::string& out, std::size_t at, std::span<const KeySpan> keys) {
+  const std::string_view key(out.data() + at, out.size() - at);
+  for (const KeySpan& k : keys) {
+    if (k.len == key.size() && std::string_view(out.data() + k.at, k.len) == key) return true;
+  }
+  return false;
+}
+
+// A JSON object of the fields. Keys are unique: the named form and events may repeat a
+// name, and two names may escape alike (invalid UTF-8 becomes U+FFFD), but a reader that
+// keeps one value per key would lose the others. A key met again gets "#2", "#3"...
+// appended (the first that is free), in the order the fields were logged.
 void append_fields(std::string& out, const std::vector<DecodedField>& fields) {
+  // On the stack for the usual record; the upload renders every record it sends.
+  std::array<KeySpan, 16> small;
+  std::vector<KeySpan> large(fields.size() > small.size() ? fields.size() : 0);
+  const std::span<KeySpan> keys = large.empty() ? std::span<KeySpan>(small) : large;
   out.push_back('{');
-  bool first = true;
-  for (const auto& f : fields) {
-    if (!first) out.push_back(',');
-    first = false;
-    append_json_string(out, f.name);
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    const std::size_t at = out.size();
+    append_json_string(out, fields[i].name);
+    for (std::size_t n = 2; key_taken(out, at, keys.first(i)); ++n) {
+      out.resize(n == 2 ? out.size() - 1 : out.rfind('#'));  // drop '"' or the last "#n\""
+      out += '#';
+      out += std::to_string(n);
+      out += '"';
+    }
+    keys[i] = {at, out.size() - at};
     out.push_back(':');
-    append_json_value(out, f.value);
+    append_json_value(out, fields[i].value);
   }
   out.push_back('}');
 }
