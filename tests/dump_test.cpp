@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <simdjson.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -316,6 +317,38 @@ TEST(Dump, RecordsStampedAtEitherEndOfTimeArePrinted) {
   EXPECT_EQ(split_lines(by_id.out).size(), 1u) << by_id.out << by_id.err;
 }
 
+// A copy of a journal in a directory its reader may not write (LMDB's reader table,
+// lock.mdb, cannot be created there) is read without the table, and left unchanged.
+TEST(Dump, ReadsACopyInADirectoryItCannotWrite) {
+  fl::test::TempDir tmp;
+  std::string journal_id;
+  {
+    fl::Client c(fl::test::test_options(tmp / "j"));
+    for (int n = 0; n < 3; ++n) ASSERT_EQ(c.log_event("e", {{"n", n}}), fl::LogResult::Ok);
+    c.flush();
+    journal_id = c.get_offline_status().journal_id;
+  }
+  const auto copy = tmp / "copy";
+  std::filesystem::create_directory(copy);
+  std::filesystem::copy_file(tmp / "j" / "data.mdb", copy / "data.mdb");
+  std::vector<std::string> argv = {FLIGHTLOG_DUMP_PATH, copy.string()};
+  if (geteuid() == 0) {
+    // Root may write anywhere: the dump runs as an unprivileged user who owns the copy.
+    constexpr uid_t kNobody = 65534;
+    ASSERT_EQ(chown(copy.c_str(), kNobody, kNobody), 0);
+    ASSERT_EQ(chown((copy / "data.mdb").c_str(), kNobody, kNobody), 0);
+    ASSERT_EQ(chmod(tmp.path().c_str(), 0711), 0);
+    argv.insert(argv.begin(),
+                {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"});
+  }
+  ASSERT_EQ(chmod(copy.c_str(), 0500), 0);
+  const auto res = fl::test::run_process(argv);
+  EXPECT_EQ(res.exit_code, 0) << res.err;
+  EXPECT_EQ(parse_all(res.out, journal_id).size(), 3u) << res.out;
+  EXPECT_FALSE(std::filesystem::exists(copy / "lock.mdb"));
+  ASSERT_EQ(chmod(copy.c_str(), 0700), 0);  // so that TempDir can remove it
+}
+
 TEST(Dump, UnopenableJournalsExitWithStatusTwoAndNewerOnesWithFour) {
   fl::test::TempDir tmp;
   // Missing directory.
@@ -345,6 +378,13 @@ TEST(Dump, UnopenableJournalsExitWithStatusTwoAndNewerOnesWithFour) {
   res = run_dump(tmp / "random");
   EXPECT_EQ(res.exit_code, 2);
   EXPECT_TRUE(contains(res.err, "not an LMDB")) << res.err;
+
+  // An empty data.mdb.
+  make_private_dir(tmp / "zero");
+  std::ofstream(tmp / "zero" / "data.mdb").close();
+  res = run_dump(tmp / "zero");
+  EXPECT_EQ(res.exit_code, 2);
+  EXPECT_TRUE(contains(res.err, "data.mdb' is empty: it is damaged or not a journal")) << res.err;
 
   // An LMDB environment of another program.
   make_private_dir(tmp / "foreign");

@@ -150,6 +150,10 @@ std::unique_ptr<Journal> Journal::open_read_only(const std::filesystem::path& di
   if (!std::filesystem::exists(dir / "data.mdb", ec)) {
     throw Error("no journal at " + quoted(dir) + " (data.mdb is missing)");
   }
+  if (std::filesystem::file_size(dir / "data.mdb", ec) == 0 && !ec) {
+    throw Error("journal file " + quoted(dir / "data.mdb") +
+                " is empty: it is damaged or not a journal");
+  }
   std::unique_ptr<Journal> j(new Journal());
   j->dir_ = dir;
   j->read_only_ = true;
@@ -173,6 +177,16 @@ void Journal::open_env(unsigned flags, std::size_t initial_map_bytes) {
   mdb_env_set_maxdbs(env_, 8);
   if (initial_map_bytes != 0) mdb_env_set_mapsize(env_, initial_map_bytes);
   rc = mdb_env_open(env_, dir_.c_str(), flags, 0600);
+  if ((rc == EACCES || rc == EROFS) && (flags & MDB_RDONLY) != 0 && (flags & MDB_NOLOCK) == 0) {
+    // A reader takes a slot in lock.mdb, which needs write access: a journal on a
+    // read-only file system or in a directory this user may not write (a copy) is read
+    // without the table instead. No writer can be using such a journal either, except
+    // one of another user, whose 0600 data.mdb this reader could not read anyway.
+    mdb_env_close(env_);
+    env_ = nullptr;
+    open_env(flags | MDB_NOLOCK, initial_map_bytes);
+    return;
+  }
   if (rc != 0) {
     mdb_env_close(env_);
     env_ = nullptr;

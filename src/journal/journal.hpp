@@ -97,8 +97,11 @@ class Journal {
   static std::unique_ptr<Journal> open_for_writing(const JournalConfig& config);
 
   // Opens an existing journal read-only, without the directory lock, so it can be read
-  // while a writer works. Throws flightlog::Error if there is no journal, it is not a
-  // flightlog journal, or its format is unknown.
+  // while a writer works. It takes a slot in LMDB's reader table (lock.mdb, created if
+  // missing), so that a writer does not reuse the pages it reads; where the table cannot
+  // be written (a read-only file system or copy, where no writer of this user can be at
+  // work either) it reads without one. Throws flightlog::Error if there is no journal,
+  // it is empty or not a flightlog journal, or its format is unknown.
   static std::unique_ptr<Journal> open_read_only(const std::filesystem::path& dir);
 
   ~Journal();
