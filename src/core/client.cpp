@@ -19,7 +19,6 @@
 #include "core/crash_flush.hpp"
 #include "core/options_check.hpp"
 #include "core/threads.hpp"
-#include "format/json.hpp"
 #include "hot_path/clock.hpp"
 #include "hot_path/hot_arena.hpp"
 #include "hot_path/producers.hpp"
@@ -474,29 +473,10 @@ class alignas(64) Client::Impl {
   // Returns the new schema's id.
   std::uint32_t add_schema(std::span<const std::string_view> inputs,
                            std::span<const std::string_view> outputs) {
-    if (inputs.size() > 255 || outputs.size() > 255) {
-      throw Error("schema: at most 255 input and 255 output names");
-    }
     SchemaDef def;
-    for (auto name : inputs) def.inputs.emplace_back(name);
-    for (auto name : outputs) def.outputs.emplace_back(name);
-    for (const auto* side : {&def.inputs, &def.outputs}) {
-      for (std::size_t i = 0; i < side->size(); ++i) {
-        const std::string& name = (*side)[i];
-        if (name.size() > 255) {
-          throw Error("schema: field name of " + std::to_string(name.size()) +
-                      " bytes is over the 255-byte limit");
-        }
-        // Each side becomes one JSON object: a repeated name would be a repeated key.
-        if (std::find(side->begin(), side->begin() + static_cast<std::ptrdiff_t>(i), name) !=
-            side->begin() + static_cast<std::ptrdiff_t>(i)) {
-          std::string quoted;
-          append_json_string(quoted, name);
-          throw Error(std::string("schema: ") + (side == &def.inputs ? "input" : "output") +
-                      " name " + quoted + " appears more than once");
-        }
-      }
-    }
+    def.inputs.assign(inputs.begin(), inputs.end());
+    def.outputs.assign(outputs.begin(), outputs.end());
+    validate_schema_names(def.inputs, def.outputs);
     const std::uint32_t id = schemas_.add(std::move(def));
     if (id == 0) {
       throw Error(

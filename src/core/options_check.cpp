@@ -3,12 +3,14 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <string>
 #include <string_view>
 #include <utility>
 
 #include "flightlog/error.hpp"
+#include "format/json.hpp"
 
 namespace flightlog::detail {
 
@@ -112,6 +114,27 @@ void validate_options(const Options& o) {
     require(cpu < CPU_SETSIZE && static_cast<long>(cpu) < cpus, "background_cpus",
             "CPU " + n(cpu) + " does not exist (this machine has CPUs 0-" +
                 std::to_string(cpus - 1) + ")");
+  }
+}
+
+void validate_schema_names(const std::vector<std::string>& inputs,
+                           const std::vector<std::string>& outputs) {
+  if (inputs.size() > 255 || outputs.size() > 255) {
+    throw Error("schema: at most 255 input and 255 output names");
+  }
+  for (const auto* side : {&inputs, &outputs}) {
+    for (auto name = side->begin(); name != side->end(); ++name) {
+      if (name->size() > 255) {
+        throw Error("schema: field name of " + std::to_string(name->size()) +
+                    " bytes is over the 255-byte limit");
+      }
+      if (std::find(side->begin(), name, *name) != name) {
+        std::string quoted;
+        append_json_string(quoted, *name);
+        throw Error(std::string("schema: ") + (side == &inputs ? "input" : "output") + " name " +
+                    quoted + " appears more than once");
+      }
+    }
   }
 }
 
