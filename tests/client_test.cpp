@@ -19,6 +19,8 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <ranges>
 #include <set>
@@ -34,7 +36,9 @@
 #include "support/process.hpp"
 #include "support/strings.hpp"
 #include "support/temp_dir.hpp"
+#include "support/test_certs.hpp"
 #include "support/test_options.hpp"
+#include "support/tls_receiver.hpp"
 #include "support/write_lock.hpp"
 
 namespace fl = flightlog;
@@ -189,8 +193,9 @@ TEST(Options, DefaultsAreValid) {
   fl::Options o;
   o.offline_dir = tmp / "j";
   EXPECT_NO_THROW(fl::Client c(o));
-  EXPECT_EQ(o.full_policy[0], fl::FullPolicy::Block);  // CRITICAL blocks
-  EXPECT_EQ(o.full_policy[3], fl::FullPolicy::Drop);   // the others drop and count
+  // The default full_policy is checked by what a Client does with it: LOW drops and
+  // counts in LogResults.DropPolicyAccountsForEveryRecord, CRITICAL blocks in
+  // FullPolicy.BlockedProducerSleepsWhileTheWriterIsStalled (both keep the default).
 }
 
 // ---- Names --------------------------------------------------------------------------------
@@ -331,13 +336,10 @@ TEST(LogResults, BadSchemasThrow) {
   EXPECT_THROW(c.schema({long_name}, {"p"}), fl::Error);
   EXPECT_THROW(c.schema({"a"}, {long_name}), fl::Error);
   // A name repeated within a side would be a repeated JSON key; across sides it is not.
-  std::string error;
-  try {
-    c.schema({"a", "b", "a"}, {"p"});
-  } catch (const fl::Error& e) {
-    error = e.what();
-  }
-  EXPECT_EQ(error, "schema: input name \"a\" appears more than once");
+  EXPECT_EQ(fl::test::error_of([&] {
+              c.schema({"a", "b", "a"}, {"p"});
+            }),
+            "schema: input name \"a\" appears more than once");
   EXPECT_THROW(c.schema({"a"}, {"p", "p"}), fl::Error);
   EXPECT_NO_THROW(c.schema({"a"}, {"a"}));
   // Schemas with at most 255 names per side are accepted, empty sides too.
@@ -363,19 +365,30 @@ TEST(LogResults, ThreadsBeyondTheLimitAreRefused) {
 
 TEST(LogResults, DropPolicyAccountsForEveryRecord) {
   fl::test::TempDir tmp;
-  auto o = fl::test::test_options(tmp / "j");
+  const auto dir = tmp / "j";
+  { fl::Client create(fl::test::test_options(dir)); }
+  fl::test::WriteLockHolder lock(dir);   // before the Client below starts its threads
+  auto o = fl::test::test_options(dir);  // LOW keeps the default policy: Drop
   o.offline_max_queue_size = 0;
+  o.batch_max_records = 100;  // the stalled writer absorbs at most two batches of it
   fl::Client c(o);
-  // 126 slots each: a producer's share holds 32 of them, and the writer cannot keep up.
+  // The writer's commits wait on the lock, so the queue certainly fills: 126 slots each,
+  // a producer's share holds 32 of them, and the two batches 200.
+  lock.hold();
   const std::string text(8000, 't');
   std::size_t ok = 0, full = 0;
+  std::optional<fl::LogResult> unexpected;
   constexpr auto kRecords = static_cast<std::size_t>(fl::test::scaled(3000));
-  for (std::size_t i = 0; i < kRecords; ++i) {
+  for (std::size_t i = 0; i < kRecords && !unexpected; ++i) {
     const auto r = c.log_prediction({{"s", std::string_view(text)}}, {{"i", i}}, fl::Priority::Low);
-    ASSERT_TRUE(r == fl::LogResult::Ok || r == fl::LogResult::QueueFull) << fl::to_string(r);
+    if (r != fl::LogResult::Ok && r != fl::LogResult::QueueFull) unexpected = r;
     (r == fl::LogResult::Ok ? ok : full)++;
   }
-  c.flush();
+  lock.release();  // before any ASSERT can return: the Client's destructor commits
+  ASSERT_FALSE(unexpected) << fl::to_string(*unexpected);
+  ASSERT_TRUE(c.flush_for(30s));
+  EXPECT_GT(full, 0u);
+  EXPECT_GT(ok, 0u);
   const auto st = c.get_offline_status();
   EXPECT_EQ(st.dropped.queue_full[3], full);
   EXPECT_EQ(st.dropped.queue_full[0] + st.dropped.queue_full[1] + st.dropped.queue_full[2], 0u);
@@ -761,8 +774,22 @@ TEST(FullPolicy, BlockedProducerSleepsWhileTheWriterIsStalled) {
       }
     });
     // It fills the queue within milliseconds (tens under a sanitizer) and then waits:
-    // watch it for 800 ms of that wait.
-    std::this_thread::sleep_for(700ms);
+    // wait until its count of logged records stops growing short of the end (unchanged
+    // over five looks 20 ms apart), then watch it for 800 ms of that wait.
+    int last = -1;
+    int unchanged = 0;
+    for (const auto deadline = std::chrono::steady_clock::now() + 30s;
+         unchanged < 5 && std::chrono::steady_clock::now() < deadline;) {
+      std::this_thread::sleep_for(20ms);
+      const int now = ok.load();
+      unchanged = now > 0 && now < kRecords && now == last ? unchanged + 1 : 0;
+      last = now;
+    }
+    if (unchanged < 5) {
+      lock.release();
+      producer.join();
+      FAIL() << "the producer never blocked: " << ok.load() << " of " << kRecords << " logged";
+    }
     clockid_t cpu_clock{};
     const bool have_clock = pthread_getcpuclockid(producer.native_handle(), &cpu_clock) == 0;
     const double cpu0 = have_clock ? cpu_seconds(cpu_clock) : 0;
@@ -917,7 +944,9 @@ TEST(Threads, BackgroundCpusPinEveryThreadOfTheClientAndLeaveTheCallersSetAlone)
 
   o.background_cpus.clear();  // the default: threads run wherever the caller may
   fl::Client c(o);
-  for (const auto& [name, cpus] : flightlog_threads()) {
+  const auto unpinned = flightlog_threads();
+  ASSERT_EQ(unpinned.size(), 4u);  // fl-commit, fl-drain, fl-io, fl-upload
+  for (const auto& [name, cpus] : unpinned) {
     EXPECT_EQ(cpus, cpus_allowed_list(std::to_string(syscall(SYS_gettid)))) << name;
   }
 }
@@ -947,16 +976,46 @@ TEST(Threads, EveryThreadOfTheClientYieldsOnWakeupAndTheCallersPolicyStays) {
 TEST(Secrets, ApiKeyIsNeverWrittenToTheJournal) {
   fl::test::TempDir tmp;
   const auto dir = tmp / "j";
+  // A real receiver that quotes the credential it was sent in its error bodies: the
+  // first request gets a 500 (an attempt, with its reason, on every record), the rest
+  // a 400 (each record moved to failed with the answer as its reason). So the key has
+  // ways into the journal besides the options: the reasons the records keep.
+  fl::test::TlsReceiver rx;
+  std::mutex seen_mu;
+  std::vector<std::string> authorizations;
+  rx.set_responder([&](const fl::test::ReceivedRequest& q) -> std::optional<fl::test::Reply> {
+    std::size_t seen = 0;
+    {
+      std::lock_guard lock(seen_mu);
+      authorizations.push_back(q.header("Authorization"));
+      seen = authorizations.size();
+    }
+    auto r = fl::test::Reply::status_only(seen == 1 ? 500 : 400);
+    r.body = cat("refused credential '", q.header("Authorization"), "'");
+    return r;
+  });
   auto o = fl::test::test_options(dir);
   o.api_key = kApiKey;
+  o.endpoint = rx.url();
+  o.ca_file = fl::test::ca_file_in(tmp.path());
+  o.offline_auto_sync = false;
+  constexpr int kRecords = 100;
   {
     fl::Client c(o);
-    for (int i = 0; i < 100; ++i) {
+    for (int i = 0; i < kRecords; ++i) {
       ASSERT_EQ(c.log_prediction({{"i", i}}, {{"p", 0.5}}), fl::LogResult::Ok);
     }
     c.flush();
+    EXPECT_EQ(c.sync_offline_queue().synced, 0u);  // 500: an attempt on each
+    EXPECT_EQ(c.sync_offline_queue().failed, static_cast<std::size_t>(kRecords));  // 400s
+    EXPECT_EQ(c.get_offline_status().failed_count, static_cast<std::size_t>(kRecords));
+    c.flush();
     (void)c.cleanup_offline_queue(std::chrono::days{1});
   }
+  rx.stop();
+  // The key did leave, in its header, and the server's answers quoted it.
+  ASSERT_GE(authorizations.size(), 2u);
+  for (const auto& a : authorizations) EXPECT_EQ(a, cat("Bearer ", kApiKey));
   {
     fl::Client c(o);  // reopen, too
     c.log_event("again", {});
@@ -973,4 +1032,10 @@ TEST(Secrets, ApiKeyIsNeverWrittenToTheJournal) {
   const auto dump = fl::test::run_dump(dir);
   EXPECT_EQ(dump.exit_code, 0);
   EXPECT_FALSE(contains(dump.out + dump.err, kApiKey));
+  // The failed records are there with the server's answer, the key masked in it.
+  const auto failed = fl::test::run_dump(dir, {"--state", "failed"});
+  EXPECT_EQ(failed.exit_code, 0) << failed.err;
+  EXPECT_EQ(fl::test::split_lines(failed.out).size(), static_cast<std::size_t>(kRecords));
+  EXPECT_TRUE(contains(failed.out, "HTTP 400: refused credential 'Bearer ***'")) << failed.out;
+  EXPECT_FALSE(contains(failed.out, "fl-secret"));
 }

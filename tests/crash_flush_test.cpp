@@ -175,6 +175,11 @@ void expect_all(const Outcome& o) {
   }
 }
 
+// A child slow to log may have left the writer time to commit everything on its own:
+// then the records found say nothing of the handler.
+constexpr const char* kTooSlow =
+    "the child was too slow for the records to show the handler's work";
+
 bool died_of(const Outcome& o, int sig) {
   return WIFSIGNALED(o.status) && WTERMSIG(o.status) == sig;
 }
@@ -195,6 +200,7 @@ TEST(CrashFlush, SegfaultWithDefaultActionCommitsAndStillDiesOfIt) {
     GTEST_SKIP() << "ASan handles SIGSEGV; run with ASAN_OPTIONS=handle_segv=0";
   const Outcome o = run(Crash::Segv, Previous::Default, true);
   EXPECT_TRUE(died_of(o, SIGSEGV)) << "status " << o.status;
+  if (!o.fast) GTEST_SKIP() << kTooSlow;
   expect_all(o);
 }
 
@@ -204,12 +210,14 @@ TEST(CrashFlush, SegfaultChainsToAPreviousSigInfoHandler) {
   const Outcome o = run(Crash::Segv, Previous::SigInfo, true);
   EXPECT_TRUE(WIFEXITED(o.status) && WEXITSTATUS(o.status) == 42) << "status " << o.status;
   EXPECT_TRUE(o.marker);
+  if (!o.fast) GTEST_SKIP() << kTooSlow;
   expect_all(o);
 }
 
 TEST(CrashFlush, AbortCommitsAndStillDiesOfIt) {
   const Outcome o = run(Crash::Abort, Previous::Default, true);
   EXPECT_TRUE(died_of(o, SIGABRT)) << "status " << o.status;
+  if (!o.fast) GTEST_SKIP() << kTooSlow;
   expect_all(o);
 }
 
@@ -217,12 +225,14 @@ TEST(CrashFlush, SigtermFromOutsideCommitsAndChainsToThePreviousHandler) {
   const Outcome o = run(Crash::Term, Previous::Plain, true);
   EXPECT_TRUE(died_of(o, SIGTERM)) << "status " << o.status;
   EXPECT_TRUE(o.marker);
+  if (!o.fast) GTEST_SKIP() << kTooSlow;
   expect_all(o);
 }
 
 TEST(CrashFlush, SigintWithDefaultActionCommitsAndStillDiesOfIt) {
   const Outcome o = run(Crash::Int, Previous::Default, true);
   EXPECT_TRUE(died_of(o, SIGINT)) << "status " << o.status;
+  if (!o.fast) GTEST_SKIP() << kTooSlow;
   expect_all(o);
 }
 

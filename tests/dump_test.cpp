@@ -112,6 +112,16 @@ std::vector<DumpedLine> parse_all(const std::string& out, const std::string& jou
   return lines;
 }
 
+// A journal at `dir` of `n` events ({"n": 0}, {"n": 1}, ...) of priority `p`, committed
+// and closed. Returns its journal id.
+std::string journal_of_events(const std::filesystem::path& dir, int n,
+                              fl::Priority p = fl::Priority::Normal) {
+  fl::Client c(fl::test::test_options(dir));
+  for (int i = 0; i < n; ++i) EXPECT_EQ(c.log_event("e", {{"n", i}}, p), fl::LogResult::Ok);
+  c.flush();
+  return c.get_offline_status().journal_id;
+}
+
 void make_private_dir(const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir);
   ASSERT_EQ(chmod(dir.c_str(), 0700), 0);
@@ -250,15 +260,7 @@ TEST(Dump, DamagedRecordsAreReportedAndTheOthersPrinted) {
 TEST(Dump, AKeyThatIsNotASequenceNumberIsReportedAsDamage) {
   fl::test::TempDir tmp;
   const auto dir = tmp / "j";
-  std::string journal_id;
-  {
-    fl::Client c(fl::test::test_options(dir));
-    for (int n = 0; n < 4; ++n) {
-      ASSERT_EQ(c.log_event("e", {{"n", n}}, fl::Priority::Low), fl::LogResult::Ok);
-    }
-    c.flush();
-    journal_id = c.get_offline_status().journal_id;
-  }
+  const std::string journal_id = journal_of_events(dir, 4, fl::Priority::Low);
   const auto recs = fl::test::read_journal(dir);
   ASSERT_EQ(recs.size(), 4u);
   {
@@ -287,13 +289,7 @@ TEST(Dump, AKeyThatIsNotASequenceNumberIsReportedAsDamage) {
 TEST(Dump, RecordsStampedAtEitherEndOfTimeArePrinted) {
   fl::test::TempDir tmp;
   const auto dir = tmp / "j";
-  std::string journal_id;
-  {
-    fl::Client c(fl::test::test_options(dir));
-    for (int n = 0; n < 3; ++n) ASSERT_EQ(c.log_event("e", {{"n", n}}), fl::LogResult::Ok);
-    c.flush();
-    journal_id = c.get_offline_status().journal_id;
-  }
+  const std::string journal_id = journal_of_events(dir, 3);
   const auto recs = fl::test::read_journal(dir);
   ASSERT_EQ(recs.size(), 3u);
   constexpr std::int64_t kEdges[2] = {std::numeric_limits<std::int64_t>::min(),
@@ -321,13 +317,7 @@ TEST(Dump, RecordsStampedAtEitherEndOfTimeArePrinted) {
 // lock.mdb, cannot be created there) is read without the table, and left unchanged.
 TEST(Dump, ReadsACopyInADirectoryItCannotWrite) {
   fl::test::TempDir tmp;
-  std::string journal_id;
-  {
-    fl::Client c(fl::test::test_options(tmp / "j"));
-    for (int n = 0; n < 3; ++n) ASSERT_EQ(c.log_event("e", {{"n", n}}), fl::LogResult::Ok);
-    c.flush();
-    journal_id = c.get_offline_status().journal_id;
-  }
+  const std::string journal_id = journal_of_events(tmp / "j", 3);
   const auto copy = tmp / "copy";
   std::filesystem::create_directory(copy);
   std::filesystem::copy_file(tmp / "j" / "data.mdb", copy / "data.mdb");
@@ -976,10 +966,13 @@ TEST(DumpProgress, DrawsOnATerminalOnlyAndClearsItsLine) {
     }
     c.flush();
   }
-  // Not a terminal: only the records.
-  const auto res = run_dump(dir, {"--stats"});
+  // Not a terminal: the same plain dump as on the terminal below prints only the
+  // records, and no progress line.
+  const auto res = run_dump(dir);
   ASSERT_EQ(res.exit_code, 0) << res.err;
   EXPECT_EQ(res.err, "");
+  EXPECT_EQ(split_lines(res.out).size(), static_cast<std::size_t>(kRecords));
+  EXPECT_FALSE(contains(res.out, "flightlog-dump:"));
 
   // stderr on a pseudo-terminal.
   int master = -1, slave = -1;

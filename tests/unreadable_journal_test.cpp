@@ -13,6 +13,7 @@
 
 #include "flightlog/flightlog.hpp"
 #include "journal/journal.hpp"
+#include "support/checks.hpp"
 #include "support/process.hpp"
 #include "support/strings.hpp"
 #include "support/temp_dir.hpp"
@@ -105,15 +106,12 @@ TEST_F(UnreadableJournal, ScanThrowsNamingTheSetAfterVisitingWhatItCouldRead) {
   EXPECT_EQ(critical, kCritical);
 
   int normal = 0;
-  std::string error;
-  try {
+  const std::string error = ft::error_of([&] {
     std::uint64_t from = 0;
     do {
       from = j->scan(fd::RecordSet::Normal, from, 100, [&](auto, auto) { ++normal; });
     } while (from != 0);
-  } catch (const fl::Error& e) {
-    error = e.what();
-  }
+  });
   EXPECT_TRUE(ft::contains(error, "cannot read the normal records after seq")) << error;
   EXPECT_TRUE(ft::contains(error, "MDB_PAGE_NOTFOUND")) << error;
   EXPECT_GT(normal, 0);
@@ -174,12 +172,7 @@ TEST_F(UnreadableJournal, UploaderShipsTheOtherSetsAndReportsTheFailure) {
 TEST_F(UnreadableJournal, CleanupDeletesTheOtherSetsAndThrowsNamingTheDamage) {
   fl::Client c(ft::blocking_options(dir()));
   const auto before = c.get_offline_status();
-  std::string error;
-  try {
-    c.cleanup_offline_queue(std::chrono::seconds{0});
-  } catch (const fl::Error& e) {
-    error = e.what();
-  }
+  const std::string error = ft::error_of([&] { c.cleanup_offline_queue(std::chrono::seconds{0}); });
   EXPECT_TRUE(ft::contains(error, "cleanup_offline_queue: deleted ")) << error;
   EXPECT_TRUE(ft::contains(error, "normal record")) << error;
   EXPECT_TRUE(ft::contains(error, "MDB_PAGE_NOTFOUND")) << error;
@@ -223,12 +216,7 @@ TEST(UnreadableFailedSet, RetryFailedThrowsNamingTheDamageAndMovesNothing) {
 
   fl::Client c(ft::blocking_options(dir));
   const auto before = c.get_offline_status();
-  std::string error;
-  try {
-    c.retry_failed();
-  } catch (const fl::Error& e) {
-    error = e.what();
-  }
+  const std::string error = ft::error_of([&] { c.retry_failed(); });
   EXPECT_TRUE(ft::contains(error, "retry_failed: no record moved")) << error;
   EXPECT_TRUE(ft::contains(error, "cannot read the failed records after seq")) << error;
   EXPECT_TRUE(ft::contains(error, "MDB_PAGE_NOTFOUND")) << error;

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -112,6 +113,7 @@ struct Stored {
   std::int64_t n = -1;
   int attempts = 0;
   int last_status = 0;
+  std::string reason;  // failed records: the server's answer, shortened
 };
 
 std::vector<Stored> stored_records(const std::filesystem::path& dir) {
@@ -128,6 +130,7 @@ std::vector<Stored> stored_records(const std::filesystem::path& dir) {
         st.state = set == fd::RecordSet::Failed ? "failed" : "queued";
         st.attempts = r.attempts;
         st.last_status = r.last_status;
+        st.reason = std::string(r.reason);
         for (const auto& f : r.inputs) {
           if (f.name == "n") st.n = f.value.as_int();
         }
@@ -568,9 +571,14 @@ TEST_F(UploaderTest, RetryAfterIsHonoured) {
 
 TEST_F(UploaderTest, RejectedBatchIsSplitToFindTheRecordsAtFault) {
   ft::TlsReceiver rx;
-  rx.set_responder([](const ft::ReceivedRequest& q) -> std::optional<ft::Reply> {
+  // The requests the responder answered 2xx: only their rows were delivered.
+  std::mutex accepted_mu;
+  std::vector<ft::ReceivedRequest> accepted;
+  rx.set_responder([&](const ft::ReceivedRequest& q) -> std::optional<ft::Reply> {
     if (q.body.find("\"bad\":true") != std::string::npos) return ft::Reply::status_only(400);
-    return std::nullopt;
+    std::lock_guard lock(accepted_mu);
+    accepted.push_back(q);
+    return std::nullopt;  // the default 200
   });
   fl::Client c(options_for(rx));
   log_numbered(c, 0, 200, /*bad_every_10th=*/true);
@@ -580,12 +588,15 @@ TEST_F(UploaderTest, RejectedBatchIsSplitToFindTheRecordsAtFault) {
   const auto st = c.get_offline_status();
   EXPECT_EQ(st.failed_count, 20u);
   EXPECT_EQ(st.queue_size, 0u);
-  std::set<std::int64_t> delivered;
-  for (const auto& row : rows_of(rx.requests())) {
-    // Only 2xx-answered requests count as delivered; bad rows never were.
-    if (row.n % 10 != 3) delivered.insert(row.n);
+  rx.stop();  // the responder runs on the receiver's thread: done with `accepted` now
+  // Every good record was delivered, in a request answered 2xx, exactly once; no bad one.
+  std::multiset<std::int64_t> delivered;
+  for (const auto& row : rows_of(accepted)) delivered.insert(row.n);
+  std::multiset<std::int64_t> good;
+  for (std::int64_t n = 0; n < 200; ++n) {
+    if (n % 10 != 3) good.insert(n);
   }
-  EXPECT_EQ(delivered.size(), 180u);
+  EXPECT_EQ(delivered, good);
   for (const auto& rec : stored_records(tmp_ / "journal")) {
     EXPECT_EQ(rec.state, "failed");
     EXPECT_EQ(rec.n % 10, 3);
@@ -784,20 +795,46 @@ TEST_F(UploaderTest, MemoryOnlyModeShipsWithoutTouchingTheDisk) {
 
 TEST_F(UploaderTest, TheApiKeyAppearsNowhereButTheHeader) {
   ft::TlsReceiver rx;
-  rx.script(ft::Reply::status_only(500));
-  rx.script(ft::Reply::status_only(400));
+  // A sloppy server that quotes the credential it was sent in its error bodies: first a
+  // 500 (an attempt, and the status's last error), then a 400 (failed, with a reason).
+  std::atomic<int> answered{0};
+  rx.set_responder([&](const ft::ReceivedRequest& q) -> std::optional<ft::Reply> {
+    ft::Reply r = ft::Reply::status_only(answered++ == 0 ? 500 : 400);
+    r.body = "credential '" + q.header("Authorization") + "' (key " + kApiKey + ") refused";
+    return r;
+  });
   fl::Client c(options_for(rx));
   log_numbered(c, 0, 1);
   c.sync_offline_queue();  // 500: an attempt
   c.sync_offline_queue();  // 400: failed with a reason
+  // The key did go out, in the Authorization header, so there was something to leak.
+  const auto reqs = rx.requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  for (const auto& q : reqs) {
+    EXPECT_EQ(q.header("Authorization"), std::string("Bearer ") + kApiKey);
+    EXPECT_EQ(q.target.find(kApiKey), std::string::npos);
+    EXPECT_EQ(q.body.find(kApiKey), std::string::npos);
+  }
   const auto st = c.get_offline_status();
   EXPECT_EQ(st.failed_count, 1u);
-  EXPECT_FALSE(st.last_error.empty());  // the 400's reason, without the key:
-  EXPECT_EQ(st.last_error.find(kApiKey), std::string::npos);
+  // The 500's answer, the echoed key masked where it stood.
+  EXPECT_EQ(st.last_error.rfind("HTTP 500: credential 'Bearer ***' (key ***) refused", 0), 0u)
+      << st.last_error;
+  EXPECT_EQ(st.last_error.find(kApiKey), std::string::npos) << st.last_error;
   c.flush();
+  // The failed record keeps the 400's answer as its reason, masked the same way.
+  const auto stored = stored_records(tmp_ / "journal");
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].state, "failed");
+  EXPECT_EQ(stored[0].last_status, 400);
+  EXPECT_EQ(stored[0].reason, "HTTP 400: credential 'Bearer ***' (key ***) refused");
   for (const auto& entry : std::filesystem::directory_iterator(tmp_ / "journal")) {
     std::ifstream in(entry.path(), std::ios::binary);
     const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     EXPECT_EQ(bytes.find(kApiKey), std::string::npos) << entry.path();
   }
+  const auto dump = ft::run_dump(tmp_ / "journal");
+  EXPECT_EQ(dump.exit_code, 0) << dump.err;
+  EXPECT_NE(dump.out.find("(key ***) refused"), std::string::npos) << dump.out;
+  EXPECT_EQ((dump.out + dump.err).find(kApiKey), std::string::npos);
 }
