@@ -314,7 +314,8 @@ TEST(Dump, RecordsStampedAtEitherEndOfTimeArePrinted) {
 }
 
 // A copy of a journal in a directory its reader may not write (LMDB's reader table,
-// lock.mdb, cannot be created there) is read without the table, and left unchanged.
+// lock.mdb, cannot be created there) is read without the table, and left unchanged; a
+// reader table that exists but cannot be written is refused.
 TEST(Dump, ReadsACopyInADirectoryItCannotWrite) {
   fl::test::TempDir tmp;
   const std::string journal_id = journal_of_events(tmp / "j", 3);
@@ -336,6 +337,16 @@ TEST(Dump, ReadsACopyInADirectoryItCannotWrite) {
   EXPECT_EQ(res.exit_code, 0) << res.err;
   EXPECT_EQ(parse_all(res.out, journal_id).size(), 3u) << res.out;
   EXPECT_FALSE(std::filesystem::exists(copy / "lock.mdb"));
+
+  // With a reader table it may not write, a logger may be at work: refused, not read
+  // without a slot.
+  ASSERT_EQ(chmod(copy.c_str(), 0700), 0);
+  std::ofstream(copy / "lock.mdb").close();
+  ASSERT_EQ(chmod((copy / "lock.mdb").c_str(), 0444), 0);
+  ASSERT_EQ(chmod(copy.c_str(), 0500), 0);
+  const auto refused = fl::test::run_process(argv);
+  EXPECT_EQ(refused.exit_code, 2) << refused.out << refused.err;
+  EXPECT_TRUE(contains(refused.err, "lock.mdb' is not writable by this user")) << refused.err;
   ASSERT_EQ(chmod(copy.c_str(), 0700), 0);  // so that TempDir can remove it
 }
 

@@ -500,9 +500,9 @@ class alignas(64) Client::Impl {
       s.in_memory += queues_[p].size_approx();  // slots; most records take one
     }
     // A dequeue in progress has taken records the queues no longer show and in_batches
-    // does not show yet; it lasts a few hundred ns.
+    // does not show yet; it lasts microseconds.
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    while (writer_counters_.dequeuing.load(std::memory_order_acquire)) std::this_thread::yield();
+    wait_out_dequeue(writer_counters_);
     s.in_memory += writer_counters_.in_batches.load(std::memory_order_acquire);
     const JournalCounts c = journal_->counts();
     for (std::size_t p = 0; p < 4; ++p) {
@@ -726,6 +726,7 @@ void Client::flush() {
 }
 
 bool Client::flush_for(std::chrono::milliseconds timeout) {
+  timeout = std::max(timeout, std::chrono::milliseconds::zero());  // a past deadline: now
   const auto now = std::chrono::steady_clock::now();
   // now + timeout overflows for a timeout of centuries (milliseconds::max() is a common
   // way to say "no limit"), and would wrap to a deadline already past: wait without one.

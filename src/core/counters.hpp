@@ -29,9 +29,10 @@ struct alignas(64) WriterCounters {
   // Records drained from the queues into a batch and not yet committed (or dropped): up
   // to two batches' worth. Raised right after a dequeue (while `dequeuing` is set) and
   // lowered after the journal published the commit's counts. A status reads the queues,
-  // waits until `dequeuing` is clear, then reads this, then the journal: a record that
-  // moves on between the reads is met again further along, so it may be counted twice
-  // for an instant, never zero times.
+  // waits until `dequeuing` is clear (wait_out_dequeue: at most 5 ms), then reads this,
+  // then the journal: a record that moves on between the reads is met again further
+  // along, so it may be counted twice for an instant, and zero times only if the drain
+  // thread stayed descheduled inside a dequeue for those 5 ms.
   std::atomic<std::uint64_t> in_batches{0};
   std::atomic<bool> dequeuing{false};  // set by the drain thread around each dequeue
 

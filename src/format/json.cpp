@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <ctime>
+#include <functional>
 #include <span>
 
 namespace flightlog::detail {
@@ -237,29 +238,104 @@ bool key_taken(const std::string& out, std::size_t at, std::span<const KeySpan> 
   return false;
 }
 
+// The keys of one JSON object being written, found by their text in the output (their
+// offsets stay valid as it grows): open addressing over a power-of-two table of indexes.
+class KeyIndex {
+ public:
+  static constexpr std::size_t kInserted = static_cast<std::size_t>(-1);
+
+  // Empties the index for an object of at most `n` keys written into `out`.
+  void reset(const std::string& out, std::size_t n) {
+    out_ = &out;
+    keys_.clear();
+    std::size_t size = 64;
+    while (size < 2 * n) size *= 2;
+    slots_.assign(size, 0);
+  }
+
+  // Adds the key at out[at, end): returns kInserted, or, if a key with that text is
+  // there already, its index (and adds nothing).
+  std::size_t insert(std::size_t at) {
+    const std::string_view key(out_->data() + at, out_->size() - at);
+    const std::size_t mask = slots_.size() - 1;
+    for (std::size_t h = std::hash<std::string_view>{}(key)&mask;; h = (h + 1) & mask) {
+      const std::uint32_t slot = slots_[h];
+      if (slot == 0) {
+        keys_.push_back({at, key.size(), 2});
+        slots_[h] = static_cast<std::uint32_t>(keys_.size());
+        return kInserted;
+      }
+      const Key& k = keys_[slot - 1];
+      if (k.len == key.size() && std::string_view(out_->data() + k.at, k.len) == key) {
+        return slot - 1;
+      }
+    }
+  }
+
+  // The number to append next to a repeat of key `index` ("#2" first).
+  std::size_t& next_number(std::size_t index) { return keys_[index].next_number; }
+
+ private:
+  struct Key {
+    std::size_t at;
+    std::size_t len;
+    std::size_t next_number;
+  };
+  const std::string* out_ = nullptr;
+  std::vector<Key> keys_;
+  std::vector<std::uint32_t> slots_;  // 0: empty; else 1 + an index into keys_
+};
+
 // A JSON object of the fields. Keys are unique: the named form and events may repeat a
 // name, and two names may escape alike (invalid UTF-8 becomes U+FFFD), but a reader that
 // keeps one value per key would lose the others. A key met again gets "#2", "#3"...
 // appended (the first that is free), in the order the fields were logged.
 void append_fields(std::string& out, const std::vector<DecodedField>& fields) {
-  // On the stack for the usual record; the upload renders every record it sends.
-  std::array<KeySpan, 16> small;
-  std::vector<KeySpan> large(fields.size() > small.size() ? fields.size() : 0);
-  const std::span<KeySpan> keys = large.empty() ? std::span<KeySpan>(small) : large;
   out.push_back('{');
-  for (std::size_t i = 0; i < fields.size(); ++i) {
-    if (i > 0) out.push_back(',');
-    const std::size_t at = out.size();
-    append_json_string(out, fields[i].name);
-    for (std::size_t n = 2; key_taken(out, at, keys.first(i)); ++n) {
-      out.resize(n == 2 ? out.size() - 1 : out.rfind('#'));  // drop '"' or the last "#n\""
-      out += '#';
-      out += std::to_string(n);
-      out += '"';
+  constexpr std::size_t kFew = 8;
+  if (fields.size() <= kFew) {
+    // The usual record, and every record an upload sends is rendered: the keys written
+    // so far are compared one by one, with no allocation.
+    std::array<KeySpan, kFew> keys;
+    for (std::size_t i = 0; i < fields.size(); ++i) {
+      if (i > 0) out.push_back(',');
+      const std::size_t at = out.size();
+      append_json_string(out, fields[i].name);
+      const std::span<const KeySpan> before(keys.data(), i);
+      for (std::size_t n = 2; key_taken(out, at, before); ++n) {
+        out.resize(n == 2 ? out.size() - 1 : out.rfind('#'));  // drop '"' or the last "#n\""
+        out += '#';
+        out += std::to_string(n);
+        out += '"';
+      }
+      keys[i] = {at, out.size() - at};
+      out.push_back(':');
+      append_json_value(out, fields[i].value);
     }
-    keys[i] = {at, out.size() - at};
-    out.push_back(':');
-    append_json_value(out, fields[i].value);
+  } else {
+    // Many fields: the keys go in a hash table, and each key remembers the next number
+    // to try when a later field repeats it, so even 255 fields of one name take linear
+    // time. The table is the thread's: no allocation once it has grown.
+    thread_local KeyIndex index;
+    index.reset(out, fields.size());
+    for (std::size_t i = 0; i < fields.size(); ++i) {
+      if (i > 0) out.push_back(',');
+      const std::size_t at = out.size();
+      append_json_string(out, fields[i].name);
+      const std::size_t holder = index.insert(at);
+      if (holder != KeyIndex::kInserted) {
+        const std::size_t stem_end = out.size() - 1;  // before the closing '"'
+        do {
+          const std::size_t n = index.next_number(holder)++;
+          out.resize(stem_end);
+          out += '#';
+          out += std::to_string(n);
+          out += '"';
+        } while (index.insert(at) != KeyIndex::kInserted);
+      }
+      out.push_back(':');
+      append_json_value(out, fields[i].value);
+    }
   }
   out.push_back('}');
 }

@@ -177,15 +177,25 @@ void Journal::open_env(unsigned flags, std::size_t initial_map_bytes) {
   mdb_env_set_maxdbs(env_, 8);
   if (initial_map_bytes != 0) mdb_env_set_mapsize(env_, initial_map_bytes);
   rc = mdb_env_open(env_, dir_.c_str(), flags, 0600);
-  if ((rc == EACCES || rc == EROFS) && (flags & MDB_RDONLY) != 0 && (flags & MDB_NOLOCK) == 0) {
-    // A reader takes a slot in lock.mdb, which needs write access: a journal on a
-    // read-only file system or in a directory this user may not write (a copy) is read
-    // without the table instead. No writer can be using such a journal either, except
-    // one of another user, whose 0600 data.mdb this reader could not read anyway.
+  if (rc == EACCES && (flags & MDB_RDONLY) != 0 && (flags & MDB_NOLOCK) == 0) {
+    // A reader takes a slot in LMDB's reader table, lock.mdb, which it opens for writing
+    // and creates if missing. Every writer creates it, so where it is missing no writer
+    // has the journal open: a copy in a directory this reader may not write is then read
+    // without the table. Where it exists, a writer may be at work, and reading without a
+    // slot would let it reuse pages being read: refused. (On a read-only file system
+    // LMDB itself reads without the table.)
+    std::error_code ec;
+    const bool has_reader_table = std::filesystem::exists(dir_ / "lock.mdb", ec) || ec;
     mdb_env_close(env_);
     env_ = nullptr;
-    open_env(flags | MDB_NOLOCK, initial_map_bytes);
-    return;
+    if (!has_reader_table) {
+      open_env(flags | MDB_NOLOCK, initial_map_bytes);
+      return;
+    }
+    throw Error("cannot open journal " + quoted(dir_) + ": its reader table " +
+                quoted(dir_ / "lock.mdb") +
+                " is not writable by this user (Permission denied); a reader needs a slot "
+                "there, since a logger may be writing the journal");
   }
   if (rc != 0) {
     mdb_env_close(env_);
@@ -651,7 +661,13 @@ std::size_t Journal::cleanup_before(std::int64_t cutoff_ns) {
         MDB_val k = val_of(start, 8), v;
         int get = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
         while (get == 0) {
-          if (k.mv_size == 8) last_read = from_be64(k.mv_data);
+          if (k.mv_size != 8) {
+            // Not a sequence number: damage, kept like an unreadable record (the dump
+            // reports it).
+            get = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
+            continue;
+          }
+          last_read = from_be64(k.mv_data);
           std::int64_t ts = 0;
           const bool readable =
               peek_timestamp({static_cast<const std::byte*>(v.mv_data), v.mv_size}, ts);
@@ -666,11 +682,8 @@ std::size_t Journal::cleanup_before(std::int64_t cutoff_ns) {
           }
           if (deleted >= per_txn) {
             // Resume after this key in a fresh transaction.
-            MDB_val ck, cv;
-            if (mdb_cursor_get(c.get(), &ck, &cv, MDB_GET_CURRENT) == 0 && ck.mv_size == 8) {
-              next_resume = from_be64(ck.mv_data);
-              more = true;
-            }
+            next_resume = *last_read + 1;
+            more = true;
             break;
           }
           get = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
@@ -1000,7 +1013,8 @@ std::uint64_t Journal::scan(RecordSet set, std::uint64_t from_seq, std::size_t l
   std::uint64_t next = 0;
   std::uint64_t last = from_seq;
   int failed = 0;
-  std::size_t bad_key_bytes = 0;  // a key that is not a sequence number: damage too
+  // A key that is not a sequence number (damage too): its size, which may be 0.
+  std::optional<std::size_t> bad_key_bytes;
   {
     Cursor c(txn.get(), dbi_[static_cast<std::size_t>(set)]);
     unsigned char start[8];
@@ -1029,9 +1043,9 @@ std::uint64_t Journal::scan(RecordSet set, std::uint64_t from_seq, std::size_t l
   const std::string where =
       "the " + std::string(record_set_name(set)) + " records after seq " + std::to_string(last);
   if (failed != 0) throw Error(lmdb_error("cannot read " + where + " of journal", dir_, failed));
-  if (bad_key_bytes != 0) {
+  if (bad_key_bytes) {
     throw Error("cannot read " + where + " of journal " + quoted(dir_) + ": a key of " +
-                std::to_string(bad_key_bytes) +
+                std::to_string(*bad_key_bytes) +
                 " bytes, not an 8-byte sequence number (the journal is damaged)");
   }
   return next;

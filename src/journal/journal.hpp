@@ -98,10 +98,11 @@ class Journal {
 
   // Opens an existing journal read-only, without the directory lock, so it can be read
   // while a writer works. It takes a slot in LMDB's reader table (lock.mdb, created if
-  // missing), so that a writer does not reuse the pages it reads; where the table cannot
-  // be written (a read-only file system or copy, where no writer of this user can be at
-  // work either) it reads without one. Throws flightlog::Error if there is no journal,
-  // it is empty or not a flightlog journal, or its format is unknown.
+  // missing), so that a writer does not reuse the pages it reads. Without one: on a
+  // read-only file system, and where lock.mdb is missing and cannot be created (a copy
+  // in a directory this user may not write; no writer has it open). Throws
+  // flightlog::Error if there is no journal, it is empty or not a flightlog journal, its
+  // format is unknown, or lock.mdb exists but this user cannot write it.
   static std::unique_ptr<Journal> open_read_only(const std::filesystem::path& dir);
 
   ~Journal();

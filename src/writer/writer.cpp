@@ -338,6 +338,21 @@ void Writer::encode(const Slot* slots, std::size_t n_slots, Priority p) {
                                             static_cast<std::uint32_t>(arena.size() - offset)});
 }
 
+bool wait_out_dequeue(const WriterCounters& counters) noexcept {
+  // A dequeue takes well under a microsecond per slot: spin a little first.
+  for (int i = 0; i < 256; ++i) {
+    if (!counters.dequeuing.load(std::memory_order_acquire)) return true;
+    std::this_thread::yield();
+  }
+  // Then sleep, which (unlike yield) gives the CPU to a thread of lower priority too.
+  const auto deadline = std::chrono::steady_clock::now() + kDequeueWaitLimit;
+  while (counters.dequeuing.load(std::memory_order_acquire)) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+  return true;
+}
+
 void Writer::count_drained(const Slot* slots, std::size_t n) {
   // The same walk as drain_producer's: a record whose first slot is here counts, the rest
   // of one cut off at the end is counted with its head; a malformed slot counts as one.

@@ -52,6 +52,14 @@
 
 namespace flightlog::detail {
 
+// Status side (any thread): returns once the drain thread is not inside a dequeue (see
+// WriterCounters::in_batches), or after kDequeueWaitLimit if it stays there (descheduled
+// mid-dequeue: it runs at SCHED_BATCH, and a caller of real-time priority on its CPU
+// would otherwise wait for the scheduler to run it). Returns false in that case: a status
+// read then may miss that one dequeue's records.
+inline constexpr std::chrono::milliseconds kDequeueWaitLimit{5};
+bool wait_out_dequeue(const WriterCounters& counters) noexcept;
+
 struct WriterConfig {
   std::size_t batch_max_records = 65536;
   std::chrono::microseconds batch_max_delay{5000};
