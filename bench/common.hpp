@@ -212,6 +212,9 @@ struct Target {
   double ratio;
   double limit;
   bool at_most;
+  // An ablation's ratio, shown beside the targets so that both can be read together and
+  // judged by none: op "=", limit 0, result "ablation".
+  bool ablation = false;
   bool pass() const { return at_most ? ratio <= limit : ratio >= limit; }
 };
 
@@ -219,8 +222,27 @@ inline void write_targets(const std::filesystem::path& file, const std::vector<T
   std::ofstream out(file);
   out << "target,ratio,op,limit,result\n";
   for (const Target& t : targets) {
-    out << '"' << t.name << "\"," << fixed(t.ratio, 4) << ',' << (t.at_most ? "<=" : ">=") << ','
-        << t.limit << ',' << (t.pass() ? "PASS" : "MISS") << '\n';
+    out << '"' << t.name << "\"," << fixed(t.ratio, 4) << ',';
+    if (t.ablation) {
+      out << "=,0,ablation\n";
+    } else {
+      out << (t.at_most ? "<=" : ">=") << ',' << t.limit << ',' << (t.pass() ? "PASS" : "MISS")
+          << '\n';
+    }
+  }
+}
+
+// One line per target on stdout: "PASS <name>: <ratio> <= <limit>" (or MISS), and for an
+// ablation "---- <name>: <ratio> (an ablation, not a target)".
+inline void print_targets(const std::vector<Target>& targets) {
+  for (const Target& t : targets) {
+    if (t.ablation) {
+      std::cout << "---- " << t.name << ": " << fixed(t.ratio, 3) << " (an ablation, not a target)"
+                << std::endl;
+    } else {
+      std::cout << (t.pass() ? "PASS " : "MISS ") << t.name << ": " << fixed(t.ratio, 3)
+                << (t.at_most ? " <= " : " >= ") << t.limit << std::endl;
+    }
   }
 }
 
