@@ -339,7 +339,8 @@ void Writer::encode(const Slot* slots, std::size_t n_slots, Priority p) {
 }
 
 bool wait_out_dequeue(const WriterCounters& counters) noexcept {
-  // A dequeue takes well under a microsecond per slot: spin a little first.
+  // A dequeue takes well under a microsecond per slot: check again a few times first,
+  // yielding in between.
   for (int i = 0; i < 256; ++i) {
     if (!counters.dequeuing.load(std::memory_order_acquire)) return true;
     std::this_thread::yield();
